@@ -1,0 +1,1 @@
+"""System jobs: the end-to-end probe and the outbox sweeper."""

@@ -1,0 +1,20 @@
+"""Argument models of the system tasks."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from workers.contracts import TaskArgs, task_args
+
+
+@task_args("system.ping")
+class PingArgs(TaskArgs):
+    """Proves the path end to end; `sleep_seconds` makes it a slow job for fault drills."""
+
+    message: str = Field(default="pong", max_length=200)
+    sleep_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
+
+
+@task_args("system.redeliver_stale")
+class RedeliverStaleArgs(TaskArgs):
+    limit: int = Field(default=1000, ge=1, le=10000)

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks that run against real PostgreSQL and Redis."""

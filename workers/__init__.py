@@ -1,0 +1,1 @@
+"""Celery app, job base, database plumbing, the operator CLI and the dev launcher."""

@@ -1,0 +1,187 @@
+"""The jobs ledger and its outbox: write the row first, publish after commit, re-publish what got lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from models.core import Job, JobStatus
+from workers.contracts import TaskArgs, load_task_args
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTask(ValueError):
+    def __init__(self, task: str) -> None:
+        super().__init__(f"unknown task {task!r}")
+        self.task = task
+
+
+class IdempotencyConflict(ValueError):
+    def __init__(self, job_id: uuid.UUID) -> None:
+        super().__init__("idempotency_key already used with different arguments")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Publishable:
+    """What the outbox needs to publish a committed ledger row."""
+
+    id: uuid.UUID
+    task: str
+    args: dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def validate_args(task: str, args: dict[str, Any]) -> TaskArgs:
+    """Parse a task's arguments with its registered model; raises UnknownTask or pydantic's ValidationError."""
+    model = load_task_args().get(task)
+    if model is None:
+        raise UnknownTask(task)
+    return model.model_validate(args)
+
+
+def args_digest(task: str, args: dict[str, Any]) -> str:
+    canonical = json.dumps({"task": task, "args": args}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def describe_validation_error(task: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "args"
+        parts.append(f"{field}: {err['msg']}")
+    return f"invalid arguments for {task}: " + "; ".join(parts)
+
+
+def record_job(
+    session: Session,
+    task: str,
+    args: dict[str, Any],
+    *,
+    workspace_id: int | None = None,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+    parent_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+) -> tuple[Job, bool]:
+    """Write a job to the ledger in the caller's transaction; returns (row, created).
+
+    Arguments are validated first (nothing is written for bad ones). With an idempotency key, a second call
+    with the same arguments returns the existing row, and with different arguments raises IdempotencyConflict.
+    """
+    parsed = validate_args(task, args)
+    normalised = parsed.model_dump(mode="json", exclude_unset=True)
+    digest = args_digest(task, normalised)
+    values: dict[str, Any] = {
+        "id": job_id or uuid.uuid4(),
+        "workspace_id": workspace_id,
+        "task": task,
+        "args": normalised,
+        "status": JobStatus.QUEUED,
+        "idempotency_key": idempotency_key,
+        "args_hash": digest,
+        "parent_id": parent_id,
+    }
+    if run_at is not None:
+        values["run_at"] = run_at
+    stmt = insert(Job).values(**values)
+    if idempotency_key is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["workspace_id", "idempotency_key"],
+            index_where=text("idempotency_key IS NOT NULL"),
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+    inserted = session.execute(stmt.returning(Job.id)).scalar_one_or_none()
+    if inserted is not None:
+        return session.get_one(Job, inserted), True
+    if idempotency_key is None:
+        return session.get_one(Job, values["id"]), False
+    existing = session.execute(
+        select(Job).where(
+            Job.workspace_id.is_(None) if workspace_id is None else Job.workspace_id == workspace_id,
+            Job.idempotency_key == idempotency_key,
+        )
+    ).scalar_one()
+    if existing.task != task or existing.args_hash != digest:
+        raise IdempotencyConflict(existing.id)
+    return existing, False
+
+
+def is_due(job: Job, now: datetime | None = None) -> bool:
+    return job.run_at <= (now or utcnow())
+
+
+def publish(jobs: Iterable[Publishable]) -> int:
+    """Publish committed ledger rows to the broker with the ledger id as the Celery task id.
+
+    A failure is logged and swallowed: the row is in the ledger, and the sweeper publishes it later.
+    """
+    from workers.app import app
+
+    published = 0
+    batch = list(jobs)
+    if not batch:
+        return 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for job in batch:
+                app.send_task(job.task, kwargs=job.args, task_id=str(job.id), producer=producer)
+                published += 1
+    except Exception as exc:  # any broker error: the outbox keeps the job, the sweeper retries
+        log.warning("publish failed, %d of %d jobs left to the sweeper: %s", len(batch) - published, len(batch), exc)
+    return published
+
+
+def sweep_stale(session: Session, *, grace: timedelta, max_running: timedelta, limit: int = 500) -> list[Publishable]:
+    """Claim ledger rows to (re)publish: due and unpublished for `grace`, or running for longer than any run can.
+
+    Rows are locked with SKIP LOCKED and stamped `published_at`, so two sweepers at once never take the same
+    row. The caller commits, then publishes the returned rows.
+    """
+    now = utcnow()
+    rows = session.execute(
+        text(
+            """
+            WITH due AS (
+                SELECT id FROM jobs
+                WHERE status IN ('queued', 'retrying', 'running')
+                  AND run_at <= :now
+                  AND (
+                    (status IN ('queued', 'retrying')
+                     AND (published_at IS NULL AND run_at > enqueued_at  -- scheduled, never published
+                          OR coalesce(published_at, enqueued_at) <= :grace_cutoff))
+                    OR (status = 'running' AND coalesce(published_at, started_at) <= :running_cutoff)
+                  )
+                ORDER BY run_at
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE jobs SET published_at = :now
+            FROM due WHERE jobs.id = due.id
+            RETURNING jobs.id, jobs.task, jobs.args
+            """
+        ),
+        {
+            "now": now,
+            "grace_cutoff": now - grace,
+            "running_cutoff": now - max_running,
+            "limit": limit,
+        },
+    ).all()
+    return [Publishable(id=r.id, task=r.task, args=r.args) for r in rows]
