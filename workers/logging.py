@@ -22,6 +22,6 @@ def configure_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(get_settings().log_level)
     # The OpenAI SDK and httpx log request bodies at DEBUG; keep them at WARNING so no text leaks.
-    for noisy in ("httpx", "httpcore", "openai", "urllib3"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True

@@ -1,0 +1,1 @@
+"""The minimal enqueue API in front of the job backend."""
