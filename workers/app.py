@@ -24,12 +24,14 @@ def _setup_logging(**_: Any) -> None:
     configure_logging()
 
 
+@signals.worker_init.connect
 @signals.worker_process_init.connect
 def _fresh_engine_after_fork(**_: Any) -> None:
-    # A pool child must not reuse the connections it inherited from the parent process.
-    from workers.db import reset_engine
+    # A pool child must not reuse the connections it inherited from the parent process; and in a worker, a stale
+    # connection is a transient error the job base retries, so the pre-ping round trip is not worth its cost.
+    from workers.db import use_pre_ping
 
-    reset_engine()
+    use_pre_ping(False)
 
 
 @signals.task_failure.connect
@@ -47,3 +49,4 @@ def _record_hard_time_limit(sender: Any = None, task_id: str | None = None, exce
 
 import_area_modules("args")
 import_area_modules("jobs")
+from workers import consumer_guard, monitoring  # noqa: E402, F401 - dead letters and metrics hook the worker's signals

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,6 +16,8 @@ class TaskArgs(BaseModel):
     """Base of every task's arguments: unknown fields are an error, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Internal tasks (sweepers, test probes) are not offered through POST /v1/jobs.
+    api_visible: ClassVar[bool] = True
 
 
 ArgsT = TypeVar("ArgsT", bound=type[TaskArgs])

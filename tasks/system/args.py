@@ -17,4 +17,6 @@ class PingArgs(TaskArgs):
 
 @task_args("system.redeliver_stale")
 class RedeliverStaleArgs(TaskArgs):
+    api_visible = False
+
     limit: int = Field(default=1000, ge=1, le=10000)

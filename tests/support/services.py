@@ -47,7 +47,9 @@ class WorkerProcess:
         name: str | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        app: str = "workers.app",
     ) -> None:
+        self.app = app
         self.queues = list(queues)
         self.pool = pool
         self.concurrency = concurrency
@@ -67,7 +69,7 @@ class WorkerProcess:
             "-m",
             "celery",
             "-A",
-            "workers.app",
+            self.app,
             "worker",
             "-Q",
             ",".join(self.queues),
