@@ -56,6 +56,11 @@ def wait_for_job(job_id: uuid.UUID | str, timeout: float = 60.0, status: str | N
     return wait_until(done, timeout, 0.05, f"job {job_id} to finish")
 
 
-def run_job(task: str, timeout: float = 60.0, workspace_id: int | None = None, **args: Any) -> Job:
-    """Enqueue a job through the outbox and return its finished ledger row (a worker must be running)."""
-    return wait_for_job(enqueue(task, args, workspace_id=workspace_id), timeout)
+def run_job(task: str, timeout: float = 60.0, **args: Any) -> Job:
+    """Enqueue a job through the outbox and return its finished ledger row (a worker must be running).
+
+    A `workspace_id` argument also scopes the ledger row to that workspace, as the API does.
+    """
+    workspace_id = args.get("workspace_id")
+    scoped = workspace_id if isinstance(workspace_id, int) else None
+    return wait_for_job(enqueue(task, args, workspace_id=scoped), timeout)
