@@ -22,6 +22,17 @@ def configure_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(get_settings().log_level)
     # The OpenAI SDK and httpx log request bodies at DEBUG; keep them at WARNING so no text leaks.
-    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True
+
+
+def _omit_task_results_from_logs() -> None:
+    # Celery logs every task's return value on success; results may quote message text (redacted content,
+    # document titles), so the success line keeps the task name, id and runtime only.
+    from celery.app import trace
+
+    trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+
+
+_omit_task_results_from_logs()

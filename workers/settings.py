@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     llm_provider: Literal["offline", "openai"] | None = None
     llm_timeout_seconds: float = 30.0
     llm_max_attempts: int = 4
+    # Transcripts longer than this many tokens are split into parts and the parts' answers merged.
+    llm_chunk_tokens: int = Field(default=6000, ge=200)
+    openai_transcription_model: str = "whisper-1"
 
     flower_basic_auth: str | None = None
     flower_port: int = 5555
