@@ -1,0 +1,1 @@
+"""Durable workflow maps: validate a map, run each node as a ledger job, keep the execution history."""
