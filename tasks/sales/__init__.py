@@ -1,0 +1,1 @@
+"""Sales intelligence: activity ingest, the AI Salesboard sync and adaptive outbound learning."""
