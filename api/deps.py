@@ -1,4 +1,4 @@
-"""Request dependencies: the database session and the caller's workspace (from its API key)."""
+"""Request dependencies: the database session and the caller's workspace (from its API key, rate-limited)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.keys import secret_matches, split_key
+from api.ratelimit import TokenBucket, plan_limits
 from models.core import ApiKey
-from workers.db import new_session
+from workers.db import get_engine, new_session
+from workers.metrics import RATE_LIMITED
+from workers.settings import get_settings
 
 # A verified key is trusted for this long without a database round trip; revocation takes effect within it.
 KEY_CACHE_SECONDS = 10.0
@@ -66,7 +70,16 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(presented: str, session: Session) -> Caller:
+def _load_key(prefix: str) -> tuple[int, str] | None:
+    with get_engine().connect() as conn:
+        row = conn.execute(
+            select(ApiKey.workspace_id, ApiKey.secret_hash).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        ).one_or_none()
+    return None if row is None else (row.workspace_id, row.secret_hash)
+
+
+async def authenticate(presented: str) -> Caller:
+    """The caller behind a presented key; a cache hit costs no database round trip and no thread hop."""
     parsed = split_key(presented)
     if parsed is None:
         raise _unauthorized("malformed API key")
@@ -74,29 +87,51 @@ def authenticate(presented: str, session: Session) -> Caller:
     cached = key_cache.get(prefix, secret)
     if cached is not None:
         return cached
-    row = session.execute(
-        select(ApiKey.workspace_id, ApiKey.secret_hash).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-    ).one_or_none()
-    session.rollback()
-    if row is None or not secret_matches(secret, row.secret_hash):
+    row = await run_in_threadpool(_load_key, prefix)
+    if row is None or not secret_matches(secret, row[1]):
         raise _unauthorized("invalid or revoked API key")
-    caller = Caller(workspace_id=row.workspace_id, key_prefix=prefix)
-    key_cache.put(prefix, row.secret_hash, caller)
+    caller = Caller(workspace_id=row[0], key_prefix=prefix)
+    key_cache.put(prefix, row[1], caller)
     return caller
 
 
-def current_caller(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    session: Session = Depends(db_session),
+async def current_caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("missing bearer API key")
-    caller = authenticate(credentials.credentials, session)
+    caller = await authenticate(credentials.credentials)
     request.state.caller = caller
     return caller
 
 
-def current_workspace(caller: Caller = Depends(current_caller)) -> int:
-    """The caller's workspace id: every route that touches tenant data depends on this."""
+_bucket: TokenBucket | None = None
+
+
+def token_bucket() -> TokenBucket:
+    global _bucket
+    if _bucket is None:
+        _bucket = TokenBucket(get_settings().redis_url)
+    return _bucket
+
+
+async def enforce_rate_limit(workspace_id: int, response: Response) -> None:
+    """Take one token from the workspace's bucket; 429 with Retry-After when it is empty."""
+    limit = plan_limits.cached(workspace_id) or await run_in_threadpool(plan_limits.load, get_engine(), workspace_id)
+    decision = await token_bucket().take(workspace_id, limit)
+    headers = {"X-RateLimit-Limit": str(limit.burst), "X-RateLimit-Remaining": str(decision.remaining)}
+    if not decision.allowed:
+        RATE_LIMITED.labels(plan=limit.plan.value).inc()
+        raise HTTPException(
+            status_code=429,
+            detail=f"rate limit of the {limit.plan.value} plan exceeded "
+            f"({limit.rate_per_second}/s, burst {limit.burst}); retry in {decision.retry_after_seconds} s",
+            headers={**headers, "Retry-After": str(decision.retry_after_seconds)},
+        )
+    response.headers.update(headers)
+
+
+async def current_workspace(response: Response, caller: Caller = Depends(current_caller)) -> int:
+    """The caller's workspace id, after its plan's rate limit: every route that touches tenant data uses this."""
+    await enforce_rate_limit(caller.workspace_id, response)
     return caller.workspace_id

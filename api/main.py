@@ -5,15 +5,22 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import api.routes
+from api.deps import token_bucket
+from api.outbox import relay
+from api.store import ledger
 from workers.logging import configure_logging
 from workers.metrics import HTTP_LATENCY, QueueDepthCollector
 from workers.settings import get_settings
@@ -34,31 +41,72 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send)
             return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        if declared is not None:
+            # The server reads exactly Content-Length bytes, so a declared size within the limit is the size.
+            await self.app(scope, receive, send)
+            return
+        # No length declared (chunked): read up to the limit here, then hand the app the buffered body. Raising
+        # from inside the app's receive would not work: FastAPI turns any error while parsing a body into a 400.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse({"error": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        error = f"request body over {self.max_bytes} bytes"
+        body = {"error": error, "task": None, "fields": [{"field": "body", "message": error, "type": "too_large"}]}
+        response = JSONResponse(body, status_code=413)
         await response(
             {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}, _no_body, send
         )
 
 
-class _TooLarge(Exception):
-    pass
+class Latency:
+    """Request latency by route template and status (plain ASGI: BaseHTTPMiddleware costs a task per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 async def _no_body() -> Message:
@@ -70,6 +118,16 @@ def _field_errors(exc: RequestValidationError) -> tuple[str | None, list[dict[st
     fields = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            # The discriminator: the task name is unknown (or missing) among the ones this API accepts.
+            tag = (err.get("ctx") or {}).get("tag")
+            message = f"unknown task {tag!r}" if tag else "task is required"
+            fields.append({"field": "task", "message": message, "type": err.get("type")})
+            continue
+        if err.get("type") == "json_invalid":
+            # The location is a character offset into the body, not a field.
+            fields.append({"field": "body", "message": err.get("msg", "invalid JSON"), "type": "json_invalid"})
+            continue
         # A discriminated union puts the task name in the location: body -> <task> -> args -> field.
         if len(loc) >= 2 and loc[0] == "body" and "." in loc[1]:
             task = loc[1]
@@ -80,6 +138,19 @@ def _field_errors(exc: RequestValidationError) -> tuple[str | None, list[dict[st
     return task, fields
 
 
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    await ledger.start()
+    await token_bucket().start()
+    try:
+        yield
+    finally:
+        # Publish what the relay still holds (anything left stays queued in the ledger for the sweeper).
+        await run_in_threadpool(relay.flush, 5.0)
+        await token_bucket().close()
+        await ledger.close()
+
+
 def create_app() -> FastAPI:
     configure_logging()
     settings = get_settings()
@@ -87,6 +158,7 @@ def create_app() -> FastAPI:
         title="Artisan Jobs",
         version="1.0.0",
         description="Enqueue jobs for the Artisan job backend and read their outcomes from the ledger.",
+        lifespan=_lifespan,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -99,23 +171,17 @@ def create_app() -> FastAPI:
         message = f"invalid request for {task}: {names}" if task else f"invalid request: {names}"
         return JSONResponse({"error": message, "task": task, "fields": fields}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.middleware("http")
-    async def _latency(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(request.method, path, str(response.status_code)).observe(time.perf_counter() - started)
-        return response
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A dict detail is already the error body (task and fields named); anything else becomes its message.
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     for module in pkgutil.iter_modules(api.routes.__path__):
         app.include_router(importlib.import_module(f"api.routes.{module.name}").router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(Latency)
     _register_queue_depths(settings.redis_url)
     return app
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from models.core import JobStatus
 from workers.contracts import TaskArgs, load_task_args
@@ -47,8 +47,33 @@ class ErrorOut(BaseModel):
     fields: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def _api_tasks() -> dict[str, type[TaskArgs]]:
-    return {name: model for name, model in sorted(load_task_args().items()) if getattr(model, "api_visible", True)}
+# Tasks without a `workspace_id` argument act on every tenant (sweeps, fan-outs) or on rows named by id; a tenant's
+# key may not start those. These few touch no tenant data and stay open to every key.
+TENANT_NEUTRAL_TASKS = frozenset({"system.ping"})
+
+
+def api_tasks() -> dict[str, type[TaskArgs]]:
+    """The tasks POST /v1/jobs accepts: implemented, API-visible, and scoped to the caller's workspace."""
+    return {
+        name: model
+        for name, model in sorted(load_task_args().items())
+        if getattr(model, "api_visible", True)
+        and ("workspace_id" in model.model_fields or name in TENANT_NEUTRAL_TASKS)
+    }
+
+
+def _request_args_model(name: str, args_model: type[TaskArgs]) -> type[TaskArgs]:
+    """The task's args as the API takes them: `workspace_id` may be left out and defaults to the key's own."""
+    if "workspace_id" not in args_model.model_fields:
+        return args_model
+    return create_model(
+        args_model.__name__ + "Request",
+        __base__=args_model,
+        workspace_id=(
+            int | None,
+            Field(default=None, description="Must be the API key's workspace; left out, it is filled in with it"),
+        ),
+    )
 
 
 def _args_field(args_model: type[TaskArgs]) -> tuple[Any, Any]:
@@ -60,15 +85,18 @@ def _args_field(args_model: type[TaskArgs]) -> tuple[Any, Any]:
 def build_enqueue_model() -> Any:
     """One request model per task (`task` literal + its `args` model), joined in a discriminated union."""
     variants = []
-    for name, args_model in _api_tasks().items():
+    for name, args_model in api_tasks().items():
         variants.append(
             create_model(
                 "Enqueue_" + name.replace(".", "_"),
                 __config__=ConfigDict(extra="forbid"),
                 task=(Literal[name], ...),  # type: ignore[valid-type]
-                args=_args_field(args_model),
+                args=_args_field(_request_args_model(name, args_model)),
                 idempotency_key=(str | None, Field(default=None, min_length=1, max_length=200)),
-                run_at=(datetime | None, Field(default=None, description="Run no earlier than this (timezone-aware)")),
+                run_at=(
+                    AwareDatetime | None,
+                    Field(default=None, description="Run no earlier than this (timezone offset required)"),
+                ),
             )
         )
     if len(variants) == 1:

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models.core import Job, JobStatus
-from workers.contracts import TaskArgs, load_task_args
+from workers.contracts import TASK_ARGS, TaskArgs, load_task_args
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_registry_loaded = False
+
+
+def task_args_model(task: str) -> type[TaskArgs] | None:
+    """The registered argument model of a task. The areas are scanned and imported once per process (a scan
+    lists directories: far too slow for every job and every request); later registrations land in the same dict."""
+    global _registry_loaded
+    if not _registry_loaded:
+        load_task_args()
+        _registry_loaded = True
+    return TASK_ARGS.get(task)
+
+
 def validate_args(task: str, args: dict[str, Any]) -> TaskArgs:
     """Parse a task's arguments with its registered model; raises UnknownTask or pydantic's ValidationError."""
-    model = load_task_args().get(task)
+    model = task_args_model(task)
     if model is None:
         raise UnknownTask(task)
     return model.model_validate(args)

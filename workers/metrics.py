@@ -18,6 +18,12 @@ HTTP_LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+OUTBOX_PUBLISHED = Counter("artisan_outbox_published_total", "Ledger rows the API's outbox relay published")
+OUTBOX_FAILURES = Counter(
+    "artisan_outbox_publish_failures_total", "Relay batches that failed to reach the broker (kept and retried)"
+)
+OUTBOX_PENDING = Gauge("artisan_outbox_pending", "Committed ledger rows waiting in the API's outbox relay")
+RATE_LIMITED = Counter("artisan_rate_limited_total", "Requests refused with 429, by plan", ["plan"])
 READY = Gauge("artisan_dependency_up", "Whether a dependency answered the last readiness check", ["dependency"])
 
 

@@ -12,9 +12,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.deps import current_workspace, db_session
+from api.outbox import relay
 from api.schemas import ErrorOut, JobAccepted, JobLinks, JobOut, JobPage, build_enqueue_model
+from api.store import ledger
 from models.core import Job, JobStatus
-from workers.ledger import IdempotencyConflict, Publishable, publish, record_job
+from workers.ledger import IdempotencyConflict, Publishable, validate_args
 from workers.metrics import JOBS_ENQUEUED
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -32,46 +34,54 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _accepted(job: Job) -> JobAccepted:
-    return JobAccepted(id=job.id, task=job.task, status=job.status, links=JobLinks(self=f"/v1/jobs/{job.id}"))
-
-
 @router.post("", status_code=202, response_model=JobAccepted, responses={200: {"model": JobAccepted}, **_ERRORS})
-def enqueue_job(
+async def enqueue_job(
     body: EnqueueJob,  # type: ignore[valid-type]
     response: Response,
     workspace_id: int = Depends(current_workspace),
-    session: Session = Depends(db_session),
 ) -> JobAccepted:
-    """Write the job to the ledger, commit, then publish it (the transactional outbox).
+    """Write the job to the ledger (committed), then hand it to the outbox relay, which publishes it.
 
     The same `idempotency_key` with the same payload returns the existing job (200); with another payload, 409.
     A `run_at` in the future is stored and published by the sweeper when due, never as a broker ETA.
+    `args.workspace_id`, where a task has it, must be the key's own workspace (403 otherwise); left out, it is.
     """
     args = body.args.model_dump(mode="json", exclude_unset=True)
-    named = args.get("workspace_id")
-    if named is not None and named != workspace_id:
-        raise HTTPException(status_code=403, detail="args.workspace_id names another workspace than the API key's")
-    run_at = body.run_at
-    if run_at is not None and run_at.tzinfo is None:
-        raise HTTPException(status_code=422, detail="run_at must carry a timezone offset")
+    if "workspace_id" in type(body.args).model_fields:
+        named = args.get("workspace_id")
+        if named is not None and named != workspace_id:
+            JOBS_ENQUEUED.labels(task=body.task, outcome="forbidden").inc()
+            raise HTTPException(
+                status_code=403,
+                detail={
+                    "error": f"forbidden for {body.task}: args.workspace_id is not the API key's workspace",
+                    "task": body.task,
+                    "fields": [{"field": "args.workspace_id", "message": "not the API key's workspace"}],
+                },
+            )
+        args["workspace_id"] = workspace_id
+    # The worker validates with the task's own model: so does the ledger, and stores exactly what it will see.
+    normalised = validate_args(body.task, args).model_dump(mode="json", exclude_unset=True)
     try:
-        job, created = record_job(
-            session, body.task, args, workspace_id=workspace_id, idempotency_key=body.idempotency_key, run_at=run_at
+        recorded = await ledger.record(
+            body.task, normalised, workspace_id=workspace_id, idempotency_key=body.idempotency_key, run_at=body.run_at
         )
-        session.commit()
     except IdempotencyConflict as exc:
-        session.rollback()
         JOBS_ENQUEUED.labels(task=body.task, outcome="conflict").inc()
         raise HTTPException(status_code=409, detail=f"{exc} (job {exc.job_id})") from exc
-    if not created:
+    accepted = JobAccepted(
+        id=recorded.id, task=body.task, status=recorded.status, links=JobLinks(self=f"/v1/jobs/{recorded.id}")
+    )
+    if not recorded.created:
         JOBS_ENQUEUED.labels(task=body.task, outcome="duplicate").inc()
         response.status_code = 200
-        return _accepted(job)
-    if run_at is None or run_at <= datetime.now(UTC):
-        publish([Publishable(job.id, job.task, job.args)])
-    JOBS_ENQUEUED.labels(task=body.task, outcome="accepted").inc()
-    return _accepted(job)
+        return accepted
+    if body.run_at is None or body.run_at <= datetime.now(UTC):
+        relay.submit([Publishable(recorded.id, body.task, normalised)])
+        JOBS_ENQUEUED.labels(task=body.task, outcome="accepted").inc()
+    else:
+        JOBS_ENQUEUED.labels(task=body.task, outcome="scheduled").inc()
+    return accepted
 
 
 def _own_job(session: Session, job_id: uuid.UUID, workspace_id: int) -> Job:
