@@ -37,6 +37,12 @@ def test_bad_arguments_fail_once_with_the_reason_and_the_worker_goes_on(celery_w
     app.send_task("system.ping", kwargs={"sleep_seconds": "soon"}, task_id=mistyped)
     assert "sleep_seconds" in (wait_for_job(mistyped).error or "")
 
+    nul = str(uuid.uuid4())
+    app.send_task("system.ping", kwargs={"message": "secret\x00text"}, task_id=nul)
+    refused = wait_for_job(nul)
+    assert refused.status == JobStatus.FAILED
+    assert "message: NUL characters" in (refused.error or "") and "secret" not in (refused.error or "")
+
     good = enqueue("system.ping", {"message": "still here"})
     assert wait_for_job(good).status == JobStatus.SUCCEEDED
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 import tasks
 
@@ -18,6 +18,34 @@ class TaskArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     # Internal tasks (sweepers, test probes) are not offered through POST /v1/jobs.
     api_visible: ClassVar[bool] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL cannot store U+0000 in text or jsonb: refuse it here, naming the field, instead of failing
+        # later in the ledger insert with an error that would quote the arguments.
+        path = _nul_path(data, ())
+        if path is not None:
+            raise ValueError(f"{'.'.join(map(str, path)) or 'value'}: NUL characters (U+0000) are not allowed")
+        return data
+
+
+def _nul_path(value: Any, path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return (*path, key)
+            found = _nul_path(item, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_path(item, (*path, index))
+            if found is not None:
+                return found
+    return None
 
 
 ArgsT = TypeVar("ArgsT", bound=type[TaskArgs])

@@ -39,6 +39,8 @@ def get_engine() -> Engine:
                 pool_size=10,
                 max_overflow=20,
                 pool_recycle=1800,
+                # Errors and logs never carry bound parameters: they may hold personal data or message text.
+                hide_parameters=True,
                 connect_args={"connect_timeout": 5},
             )
             _engine_pid = pid

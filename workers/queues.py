@@ -24,6 +24,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "sales": Queue.ANALYTICS,
     "ai": Queue.AI,
     "workflows": Queue.DEFAULT,
+    "operations": Queue.DEFAULT,
 }
 
 # Soft and hard time limits per queue, in seconds (soft raises inside the task, hard kills the process).
