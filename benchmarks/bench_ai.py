@@ -1,6 +1,7 @@
 """AI jobs: 200 transcripts through the OpenAI path against a local server that answers after 300 ms, on the
 thread-pool `ai` worker (ours) against a prefork worker of 2 processes (bare baseline), in the same run; then the
-offline engine's transcripts/s, scan_content's messages/s and the gold set's precision and recall.
+offline engine's transcripts/s, scan_content's messages/s, and the offline engine's precision and recall on the gold
+set (tuned with) and the held-out set (never tuned against), with precision per confidence band.
 
 Knobs: BENCH_AI_JOBS (200), BENCH_AI_THREADS (16), BENCH_AI_LATENCY (0.3 s), BENCH_AI_OFFLINE (1000),
 BENCH_AI_MESSAGES (2000).
@@ -170,9 +171,12 @@ def main() -> None:
         bare=("presidio AnalyzerEngine.analyze alone", presidio_rate, "messages/s"),
     )
     print(f"[ai] offline engine: {_offline_rate():,.0f} transcripts/s (5-turn calls, extract + finish, one thread)")
-    from tests.ai.gold import load_gold, predict_offline, score
+    from tests.ai.gold import calibration_line, load_gold, load_heldout, predict_offline, score
 
-    print(f"[ai] gold set, offline engine ({datetime.now(UTC):%Y-%m-%d}): {score(load_gold(), predict_offline).line()}")
+    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    for name, snippets in (("gold set (tuned with)", load_gold()), ("held-out set (never tuned)", load_heldout())):
+        print(f"[ai] {name}, offline engine ({today}): {score(snippets, predict_offline).line()}")
+        print(f"[ai]   {calibration_line(snippets, predict_offline)}")
 
 
 if __name__ == "__main__":

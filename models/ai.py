@@ -143,7 +143,11 @@ class VoiceAction(Base):
         # One row per (transcript, call start, participants): a retried or duplicated job finds the first.
         UniqueConstraint("workspace_id", "input_hash"),
         Index("ix_voice_actions_workspace_status_created", "workspace_id", "status", "created_at"),
-        CheckConstraint("(reviewed_by IS NULL) = (reviewed_at IS NULL)", name="review_complete"),
+        # A review is a state change with a time: decided <=> reviewed_at set. The reviewer may later become NULL
+        # (the member was removed: ON DELETE SET NULL) while the time of the decision stays on record.
+        CheckConstraint("(status = 'pending_review') = (reviewed_at IS NULL)", name="decided_iff_reviewed"),
+        CheckConstraint("reviewed_by IS NULL OR reviewed_at IS NOT NULL", name="reviewer_has_time"),
+        CheckConstraint("(status = 'edited') = (edited_actions IS NOT NULL)", name="edited_has_actions"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -155,8 +159,11 @@ class VoiceAction(Base):
     input_hash: Mapped[str] = mapped_column(String(64))
     call_started_at: Mapped[datetime]
     participants: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    # [{type, title, description, owner, owner_email, due_at, due_phrase, confidence, evidence, turn_index}]
+    # As extracted: [{type, title, description, owner, owner_email, due_at, due_phrase, confidence, evidence,
+    # turn_index, warnings}]. Never rewritten, so what the engine proposed stays beside what a person decided.
     actions: Mapped[list[Any]] = mapped_column(JSONB)
+    # The reviewer's version of the actions (status `edited` only; tasks/ai/schemas.py ReviewedAction).
+    edited_actions: Mapped[list[Any] | None] = mapped_column(JSONB)
     status: Mapped[VoiceActionStatus] = mapped_column(
         pg_enum(VoiceActionStatus, "voice_action_status"), server_default=VoiceActionStatus.PENDING_REVIEW.value
     )
@@ -182,7 +189,8 @@ class AISafetyLog(Base):
             "created_at",
             postgresql_where=text("review_status = 'pending'"),
         ),
-        CheckConstraint("(reviewed_by IS NULL) = (reviewed_at IS NULL)", name="review_complete"),
+        CheckConstraint("(review_status = 'pending') = (reviewed_at IS NULL)", name="decided_iff_reviewed"),
+        CheckConstraint("reviewed_by IS NULL OR reviewed_at IS NOT NULL", name="reviewer_has_time"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

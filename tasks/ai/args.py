@@ -18,6 +18,39 @@ MAX_TRANSCRIPT_CHARS = 400_000
 MAX_TURNS = 5_000
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key!r}" if path else repr(key)
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+class AIArgs(TaskArgs):
+    """Base of the AI tasks' arguments: no NUL characters anywhere.
+
+    PostgreSQL cannot store U+0000 in text or JSONB, so such a transcript or message could not even be written to
+    the ledger; refused here, it is a 422 naming the field instead of a database error quoting the text."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        found = _nul_path(data, "")
+        if found is not None:
+            raise ValueError(f"{found} contains a NUL character (U+0000), which cannot be stored")
+        return data
+
+
 def _check_transcript(transcript: list[TurnIn] | str | None) -> None:
     if isinstance(transcript, str) and len(transcript) > MAX_TRANSCRIPT_CHARS:
         raise ValueError(f"transcript longer than {MAX_TRANSCRIPT_CHARS} characters")
@@ -26,7 +59,7 @@ def _check_transcript(transcript: list[TurnIn] | str | None) -> None:
 
 
 @task_args("ai.generate_knowledge_document")
-class GenerateKnowledgeDocumentArgs(TaskArgs):
+class GenerateKnowledgeDocumentArgs(AIArgs):
     workspace_id: int
     # Turns [{speaker, text, start_seconds?}] or "Speaker: text" lines; or the id of a stored voice_actions row.
     transcript: list[TurnIn] | str | None = None
@@ -43,7 +76,7 @@ class GenerateKnowledgeDocumentArgs(TaskArgs):
 
 
 @task_args("ai.extract_voice_actions")
-class ExtractVoiceActionsArgs(TaskArgs):
+class ExtractVoiceActionsArgs(AIArgs):
     workspace_id: int
     transcript: list[TurnIn] | str | None = None
     # Audio instead of text: transcribed first through the OpenAI-compatible endpoint (not available offline).
@@ -70,7 +103,7 @@ class ExtractVoiceActionsArgs(TaskArgs):
 
 
 @task_args("ai.scan_content")
-class ScanContentArgs(TaskArgs):
+class ScanContentArgs(AIArgs):
     workspace_id: int
     content: str = Field(min_length=1, max_length=200_000)
     channel: SafetyChannel = SafetyChannel.EMAIL
@@ -78,6 +111,6 @@ class ScanContentArgs(TaskArgs):
 
 
 @task_args("ai.safety_stats")
-class SafetyStatsArgs(TaskArgs):
+class SafetyStatsArgs(AIArgs):
     workspace_id: int
     days: int = Field(default=30, ge=1, le=366)

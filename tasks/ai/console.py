@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -61,13 +62,27 @@ def scan_content(
     }
 
 
+def window_start(until: datetime, days: int, zone: ZoneInfo) -> datetime:
+    """Local midnight starting the first of the last `days` calendar days in `zone` (today included), as UTC.
+
+    The console shows one bar per local day: a window of `days` x 24 hours from now would cut the first day's bar
+    in half, and across a DST change it would not even start at a midnight."""
+    first_day = until.astimezone(zone).date() - timedelta(days=days - 1)
+    return datetime.combine(first_day, time(0), tzinfo=zone).astimezone(UTC)
+
+
 def safety_stats(session: Session, *, workspace_id: int, days: int, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by day (in the workspace's timezone), category, type, severity and action over the last `days`."""
+    """Counts by day (in the workspace's timezone), category, type, severity and action over the last `days`
+    local calendar days, today included."""
     timezone = session.execute(select(Workspace.timezone).where(Workspace.id == workspace_id)).scalar_one_or_none()
     if timezone is None:
         raise BadInput(f"workspace {workspace_id} not found")
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadInput(f"workspace {workspace_id} has an unknown timezone") from exc
     until = now or datetime.now(UTC)
-    since = until - timedelta(days=days)
+    since = window_start(until, days, zone)
     day = cast(func.timezone(timezone, AISafetyLog.created_at), Date).label("day")
     window = (
         AISafetyLog.workspace_id == workspace_id,

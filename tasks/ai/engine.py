@@ -6,16 +6,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models.ai import AIEngine, LLMCacheEntry
-from tasks.ai.llm import Completion, LLMRejected, LLMSettings, LLMUnavailable, LLMUnusable, complete_structured
+from tasks.ai.llm import (
+    Completion,
+    LLMRejected,
+    LLMSettings,
+    LLMUnavailable,
+    LLMUnusable,
+    Usage,
+    complete_structured,
+)
 from tasks.ai.prompts import PromptTemplate
 from tasks.ai.transcript import Turn, chunk_turns, render_turn
 from workers.db import session_scope
@@ -24,10 +32,10 @@ from workers.settings import get_settings
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
-# Transcript tokens per model call. Leaves room in a 16k-context model for the instructions and a long answer.
 # Statuses that mean "this request's content was refused" (too long, unprocessable), so the rules can answer
 # instead; 401/403/404 are configuration faults and fail the job loudly.
 CONTENT_REJECTION_STATUSES = frozenset({400, 413, 422})
+_CACHE_LOCK_CLASS = "artisan.llm_cache"
 
 
 @dataclass
@@ -47,6 +55,10 @@ class EngineReport:
     latency_ms: float = 0.0
     fallback_reason: str | None = None
     dropped_items: int = 0
+    # Audio only: "called" when the transcription endpoint was paid for in this run, "cached" when it was not.
+    transcription: str | None = None
+    # What the transcript did not back up in the answer (tasks/ai/knowledge.py: ground_document).
+    warnings: list[str] = field(default_factory=list)
 
     def record(self, completion: Completion[Any]) -> None:
         self.calls += 1
@@ -95,18 +107,34 @@ def input_hash(values: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def cached_output(
-    session: Session, workspace_id: int, prompt: PromptTemplate, model: str, key: str, schema: type[SchemaT]
-) -> SchemaT | None:
-    output = session.execute(
+def lock_cache_key(session: Session, workspace_id: int, task: str, model: str, version: str, key: str) -> None:
+    """Serialise identical calls across workers and threads until this job's transaction ends.
+
+    Two jobs with the same input (a duplicate enqueue, not a redelivery: those share a job id and its lock) would
+    otherwise both miss the cache and both pay; with the lock the second waits, then reads the first's answer.
+    The two-key form keeps these locks apart from the job base's one-key job locks."""
+    identity = f"{workspace_id}|{task}|{model}|{version}|{key}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(_CACHE_LOCK_CLASS), func.hashtext(identity))))
+
+
+def cached_json(
+    session: Session, workspace_id: int, task: str, model: str, version: str, key: str
+) -> dict[str, Any] | None:
+    return session.execute(
         select(LLMCacheEntry.output).where(
             LLMCacheEntry.workspace_id == workspace_id,
-            LLMCacheEntry.task == prompt.task,
+            LLMCacheEntry.task == task,
             LLMCacheEntry.model == model,
-            LLMCacheEntry.prompt_version == prompt.version,
+            LLMCacheEntry.prompt_version == version,
             LLMCacheEntry.input_hash == key,
         )
     ).scalar_one_or_none()
+
+
+def cached_output(
+    session: Session, workspace_id: int, prompt: PromptTemplate, model: str, key: str, schema: type[SchemaT]
+) -> SchemaT | None:
+    output = cached_json(session, workspace_id, prompt.task, model, prompt.version, key)
     if output is None:
         return None
     try:
@@ -116,18 +144,29 @@ def cached_output(
         return None
 
 
-def store_output(workspace_id: int, prompt: PromptTemplate, model: str, key: str, completion: Completion[Any]) -> None:
+def store_json(
+    workspace_id: int,
+    task: str,
+    model: str,
+    version: str,
+    key: str,
+    output: dict[str, Any],
+    *,
+    response_model: str | None = None,
+    usage: Usage | None = None,
+) -> None:
     """In its own transaction: the answer is paid for even if the job fails later, so a retry must find it."""
+    usage = usage or Usage()
     values = {
         "workspace_id": workspace_id,
-        "task": prompt.task,
+        "task": task,
         "model": model,
-        "prompt_version": prompt.version,
+        "prompt_version": version,
         "input_hash": key,
-        "output": completion.output.model_dump(mode="json"),
-        "response_model": completion.model or None,
-        "prompt_tokens": completion.usage.prompt_tokens,
-        "completion_tokens": completion.usage.completion_tokens,
+        "output": output,
+        "response_model": response_model,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
     }
     statement = insert(LLMCacheEntry).values(**values)
     statement = statement.on_conflict_do_update(
@@ -136,6 +175,19 @@ def store_output(workspace_id: int, prompt: PromptTemplate, model: str, key: str
     )
     with session_scope() as own:
         own.execute(statement)
+
+
+def store_output(workspace_id: int, prompt: PromptTemplate, model: str, key: str, completion: Completion[Any]) -> None:
+    store_json(
+        workspace_id,
+        prompt.task,
+        model,
+        prompt.version,
+        key,
+        completion.output.model_dump(mode="json"),
+        response_model=completion.model or None,
+        usage=completion.usage,
+    )
 
 
 def run_model(
@@ -160,6 +212,7 @@ def run_model(
     for chunk in chunks:
         chunk_values = values("\n".join(render_turn(turn) for turn in chunk))
         key = input_hash(chunk_values)
+        lock_cache_key(session, workspace_id, prompt.task, settings.model, prompt.version, key)
         hit = cached_output(session, workspace_id, prompt, settings.model, key, schema)
         if hit is not None:
             report.cached_calls += 1

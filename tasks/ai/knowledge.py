@@ -148,6 +148,39 @@ def drop_unknown_turns(body: KnowledgeBody, known: set[int]) -> tuple[KnowledgeB
     return type(body).model_validate(data), removed
 
 
+def _item_citations(body: KnowledgeBody) -> list[list[int]]:
+    """The turns each item of a document cites (battle card points, objections, FAQ items, playbook steps)."""
+    if isinstance(body, BattleCard):
+        points = body.their_strengths + body.our_advantages + body.landmines + body.talk_track
+        return [p.turns for p in points]
+    if isinstance(body, ObjectionHandler):
+        return [o.turns for o in body.objections]
+    if isinstance(body, Faq):
+        return [i.turns for i in body.items]
+    return [step.turns for stage in body.stages for step in stage.steps]
+
+
+def ground_document(body: KnowledgeBody, turns: Sequence[Turn]) -> tuple[KnowledgeBody, list[str]]:
+    """Confidence that reflects what the transcript backs up (run after unknown turns were dropped).
+
+    A battle card's competitor must be named on the call, else the card is about someone the call never mentioned
+    and its confidence is capped at 0.2; items left citing no turn are unsupported and scale the confidence down
+    by their share. The rules always cite and quote, so this only ever lowers a model's self-assessment."""
+    warnings: list[str] = []
+    confidence = body.confidence
+    if isinstance(body, BattleCard) and body.competitor:
+        spoken = " ".join(turn.text for turn in turns).casefold()
+        if body.competitor.casefold() not in spoken:
+            warnings.append("competitor_not_in_transcript")
+            confidence = min(confidence, 0.2)
+    citations = _item_citations(body)
+    uncited = sum(1 for turns_cited in citations if not turns_cited)
+    if uncited:
+        warnings.append(f"uncited_items:{uncited}")
+        confidence *= (len(citations) - uncited) / len(citations)
+    return body.model_copy(update={"confidence": round(confidence, 2)}), warnings
+
+
 def team_member_names(session: Session, workspace_id: int) -> list[str]:
     return list(session.execute(select(TeamMember.name).where(TeamMember.workspace_id == workspace_id)).scalars())
 
@@ -190,6 +223,7 @@ def generate_knowledge_document(
 
     body = with_fallback(report, by_model, by_rules)
     body, report.dropped_items = drop_unknown_turns(body, {t.index for t in turns})
+    body, report.warnings = ground_document(body, turns)
     cited = cited_turns(body)
     source_turns = [
         {"index": t.index, "speaker": t.speaker, "text": t.text} for t in turns if t.index in cited

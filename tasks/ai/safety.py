@@ -129,6 +129,10 @@ def _mask(value: str) -> str:
 
 _analyzer: AnalyzerEngine | None = None
 _analyzer_lock = threading.Lock()
+# spaCy documents no thread-safety for calling one pipeline from several threads (its tokenizer caches and interns
+# strings into a shared vocab, explosion/spaCy#6398), and the ai worker runs scans on a thread pool. The analysis is
+# CPU-bound Python under the GIL, so serialising it costs threads next to nothing.
+_analyze_lock = threading.Lock()
 
 _PII_POLICY: dict[str, tuple[str, SafetySeverity, SafetyAction, str]] = {
     # presidio entity -> (our type, severity, action, replacement)
@@ -142,7 +146,8 @@ _SSN_CONTEXT = re.compile(r"\b(?:ssn|social security|social sec|ss#|tax id|taxpa
 
 
 def analyzer() -> AnalyzerEngine:
-    """Presidio's analyzer with pattern recognizers only, built once per process (threads share it, read-only)."""
+    """Presidio's analyzer with pattern recognizers only, built once per process (threads share it; calls to it go
+through `_analyze_lock`)."""
     global _analyzer
     if _analyzer is not None:
         return _analyzer
@@ -175,7 +180,10 @@ def analyzer() -> AnalyzerEngine:
 
 def find_pii(content: str) -> list[Finding]:
     findings: list[Finding] = []
-    for result in analyzer().analyze(content, language="en", entities=list(_PII_POLICY)):
+    engine = analyzer()
+    with _analyze_lock:
+        results = engine.analyze(content, language="en", entities=list(_PII_POLICY))
+    for result in results:
         value = content[result.start : result.end]
         if result.entity_type == "CREDIT_CARD" and not luhn_valid(value):
             continue

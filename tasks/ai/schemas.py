@@ -18,7 +18,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-
 class ActionType(StrEnum):
     TASK = "task"
     TICKET = "ticket"
@@ -54,6 +53,24 @@ class ExtractedAction(BaseModel):
     confidence: float = Field(ge=0, le=1)
     evidence: str
     turn_index: int
+    # What our checks could not back up in the engine's proposal (e.g. a deadline the transcript does not state);
+    # each lowers `confidence`, and a reviewer sees why.
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ReviewedAction(BaseModel):
+    """One action as a reviewer left it (an `edited` review): a person's decision carries no model confidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ActionType
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    owner: str | None = Field(default=None, max_length=200)
+    owner_email: str | None = Field(default=None, max_length=320)
+    due_at: datetime | None = None
+    # The extracted action this one revises, by its turn; None for an action the reviewer added.
+    turn_index: int | None = Field(default=None, ge=0)
 
 
 class DocType(StrEnum):

@@ -17,9 +17,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models.ai import VoiceAction, VoiceActionStatus, VoiceInputKind
+from models.core import TeamMember
 from tasks.ai import offline
 from tasks.ai.dates import resolve_phrase
-from tasks.ai.engine import EngineReport, llm_settings, run_model, with_fallback
+from tasks.ai.engine import (
+    EngineReport,
+    cached_json,
+    input_hash,
+    llm_settings,
+    lock_cache_key,
+    run_model,
+    store_json,
+    with_fallback,
+)
 from tasks.ai.llm import LLMError, LLMSettings, LLMUnavailable, transcribe
 from tasks.ai.prompts import VOICE_ACTIONS
 from tasks.ai.schemas import ActionDrafts, ExtractedAction
@@ -31,6 +41,10 @@ from workers.settings import get_settings
 # The transcription endpoint's own upload limit is 25 MB.
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
 EVIDENCE_CHARS = 500
+# Cache identity of a transcription (llm_cache_entries.task / prompt_version): bump the version when the request
+# changes (response format, language hint), so old texts are not reused for a different question.
+TRANSCRIPTION_TASK = "transcription"
+TRANSCRIPTION_VERSION = "v1"
 _LABELLED_LINE = re.compile(r"^\s*[^:\n]{1,80}:\s*\S")
 
 
@@ -73,10 +87,25 @@ def map_owner(speaker: str | None, participants: Sequence[Participant], speakers
     return None
 
 
+def _spoken_near(phrase: str, turn_index: int, by_index: dict[int, Turn]) -> bool:
+    """Whether the deadline words occur in the cited turn or within two turns of it (a request and its answer are
+    one exchange: either may carry the deadline, either may be the turn cited)."""
+    wanted = " ".join(phrase.casefold().split())
+    return any(
+        wanted in " ".join(by_index[i].text.casefold().split())
+        for i in range(turn_index - 2, turn_index + 3)
+        if i in by_index
+    )
+
+
 def finish_actions(
     drafts: ActionDrafts, turns: Sequence[Turn], participants: Sequence[Participant], call_started_at: datetime
 ) -> tuple[list[ExtractedAction], int]:
     """Drafts from either engine -> stored actions: owners mapped, dates resolved, evidence quoted by us.
+
+    What the transcript does not back up is not stored as fact: a deadline phrase that was never spoken near the
+    cited turn gives no due date, an owner who is neither a participant nor a speaker gives no owner, and each
+    such correction halves the action's confidence and is named in its `warnings`.
 
     Returns the actions and how many drafts were dropped for citing a turn that does not exist."""
     by_index = {turn.index: turn for turn in turns}
@@ -93,8 +122,15 @@ def finish_actions(
         if key in seen:
             continue
         seen.add(key)
+        warnings: list[str] = []
         owner = map_owner(draft.owner_speaker, participants, speakers)
-        due_at = resolve_phrase(draft.due_phrase, call_started_at) if draft.due_phrase else None
+        if draft.owner_speaker and owner is None:
+            warnings.append("owner_not_in_call")
+        due_phrase = draft.due_phrase
+        if due_phrase and not _spoken_near(due_phrase, draft.turn_index, by_index):
+            warnings.append("due_phrase_not_in_transcript")
+            due_phrase = None
+        due_at = resolve_phrase(due_phrase, call_started_at) if due_phrase else None
         evidence = f"{turn.speaker}: {turn.text}"
         actions.append(
             ExtractedAction(
@@ -104,10 +140,11 @@ def finish_actions(
                 owner=owner.name if owner else None,
                 owner_email=owner.email if owner else None,
                 due_at=due_at,
-                due_phrase=draft.due_phrase if due_at else None,
-                confidence=draft.confidence,
+                due_phrase=due_phrase if due_at else None,
+                confidence=round(draft.confidence * 0.5 ** len(warnings), 2),
                 evidence=evidence if len(evidence) <= EVIDENCE_CHARS else evidence[: EVIDENCE_CHARS - 3] + "...",
                 turn_index=draft.turn_index,
+                warnings=warnings,
             )
         )
     return actions, dropped
@@ -152,6 +189,7 @@ def extract_voice_actions(
         raise BadInput("call_started_at must include a timezone offset")
     if (transcript is None) == (audio is None):
         raise BadInput("give exactly one of transcript or audio")
+    _check_team_members(session, workspace_id, participants)
     participant_json = [p.model_dump(mode="json") for p in participants]
     report = EngineReport(engine="offline")
     if audio is not None:
@@ -181,7 +219,7 @@ def extract_voice_actions(
             raise BadInput(
                 "audio needs a transcription endpoint (LLM_PROVIDER=openai); the offline engine does not transcribe"
             )
-        turns = _transcribe(settings, audio, audio_bytes)
+        turns = _transcribe(session, workspace_id, report, settings, audio, audio_bytes)
 
     def by_model(settings: LLMSettings) -> ActionDrafts:
         names = ", ".join(p.name for p in participants) or "unknown"
@@ -229,13 +267,40 @@ def extract_voice_actions(
     return _result(row, deduplicated=row_id is None, report=report)
 
 
-def _transcribe(settings: LLMSettings, audio: AudioIn, data: bytes) -> list[Turn]:
-    try:
-        text = transcribe(settings, get_settings().openai_transcription_model, audio.filename, data, audio.content_type)
-    except LLMError as exc:
-        if isinstance(exc, LLMUnavailable):
-            raise Transient(str(exc), retry_after=exc.retry_after) from exc
-        raise BadInput(str(exc)) from exc
+def _check_team_members(session: Session, workspace_id: int, participants: Sequence[Participant]) -> None:
+    """A participant's team_member_id must be a member of this workspace: the main app assigns work by it."""
+    wanted = {p.team_member_id for p in participants if p.team_member_id is not None}
+    if not wanted:
+        return
+    found = set(
+        session.execute(
+            select(TeamMember.id).where(TeamMember.id.in_(wanted), TeamMember.workspace_id == workspace_id)
+        ).scalars()
+    )
+    if missing := sorted(wanted - found):
+        raise BadInput(f"participants: team_member_id {missing[0]} is not a member of this workspace")
+
+
+def _transcribe(
+    session: Session, workspace_id: int, report: EngineReport, settings: LLMSettings, audio: AudioIn, data: bytes
+) -> list[Turn]:
+    """The audio's text, cached like a model answer: a retry after a later failure does not pay to transcribe again."""
+    model = get_settings().openai_transcription_model
+    key = input_hash({"audio_sha256": hashlib.sha256(data).hexdigest(), "content_type": audio.content_type})
+    lock_cache_key(session, workspace_id, TRANSCRIPTION_TASK, model, TRANSCRIPTION_VERSION, key)
+    cached = cached_json(session, workspace_id, TRANSCRIPTION_TASK, model, TRANSCRIPTION_VERSION, key)
+    if cached is not None and isinstance(cached.get("text"), str):
+        text = cached["text"]
+        report.transcription = "cached"
+    else:
+        try:
+            text = transcribe(settings, model, audio.filename, data, audio.content_type)
+        except LLMError as exc:
+            if isinstance(exc, LLMUnavailable):
+                raise Transient(str(exc), retry_after=exc.retry_after) from exc
+            raise BadInput(str(exc)) from exc
+        store_json(workspace_id, TRANSCRIPTION_TASK, model, TRANSCRIPTION_VERSION, key, {"text": text})
+        report.transcription = "called"
     try:
         return turns_from_transcription(text)
     except ValueError as exc:

@@ -1,6 +1,10 @@
-"""The gold set of annotated sales-call snippets (gold_voice_actions.json) and the scoring of an engine on it.
+"""The annotated sales-call snippets and the scoring of an engine on them.
 
-Shared by the floor test (tests/ai/test_gold_set.py) and `make bench` (benchmarks/bench_ai.py prints the scores).
+Two sets: gold_voice_actions.json (34 snippets, written alongside the rules, so the rules were tuned with it in
+view) and heldout_voice_actions.json (14 snippets written later in fresh phrasing and never tuned against): the
+held-out figures are the honest estimate of how the rules do on calls they have not seen.
+
+Shared by the floor tests (tests/ai/test_ai_gold_set.py) and `make bench` (benchmarks/bench_ai.py prints the scores).
 An action counts as correct when one predicted action cites one of the gold action's turns and has the same type,
 owner and due date (the date in the call's timezone); each gold action is matched at most once, so a duplicate
 prediction is a false positive.
@@ -21,6 +25,7 @@ from tasks.ai.transcript import normalise
 from tasks.ai.voice import Participant, finish_actions
 
 GOLD_PATH = Path(__file__).with_name("gold_voice_actions.json")
+HELDOUT_PATH = Path(__file__).with_name("heldout_voice_actions.json")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,15 @@ class Scores:
 
 
 def load_gold() -> list[Snippet]:
-    data = json.loads(GOLD_PATH.read_text())
+    return load_snippets(GOLD_PATH)
+
+
+def load_heldout() -> list[Snippet]:
+    return load_snippets(HELDOUT_PATH)
+
+
+def load_snippets(path: Path) -> list[Snippet]:
+    data = json.loads(path.read_text())
     return [
         Snippet(
             id=item["id"],
@@ -115,3 +128,29 @@ def score(snippets: list[Snippet], predict: Callable[[Snippet], list[ExtractedAc
                 scores.true_positives += 1
         scores.false_negatives += len(unmatched)
     return scores
+
+
+Predictor = Callable[[Snippet], list[ExtractedAction]]
+
+
+def confidences(snippets: list[Snippet], predict: Predictor) -> tuple[list[float], list[float]]:
+    """The confidences of the predictions that were right and of those that were wrong."""
+    right: list[float] = []
+    wrong: list[float] = []
+    for snippet in snippets:
+        for action in predict(snippet):
+            matched = score([snippet], lambda _s, a=action: [a]).true_positives == 1
+            (right if matched else wrong).append(action.confidence)
+    return right, wrong
+
+
+def calibration_line(snippets: list[Snippet], predict: Predictor) -> str:
+    """Precision per confidence band: does a higher confidence mean a likelier right answer?"""
+    right, wrong = confidences(snippets, predict)
+    parts = []
+    for low, high in ((0.0, 0.7), (0.7, 0.8), (0.8, 1.01)):
+        hits = sum(1 for c in right if low <= c < high)
+        total = hits + sum(1 for c in wrong if low <= c < high)
+        band = f"[{low:.1f}, {min(high, 1.0):.1f}{']' if high > 1 else ')'}"
+        parts.append(f"{band} {hits}/{total} right" if total else f"{band} none")
+    return "confidence bands: " + ", ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -104,6 +105,106 @@ def test_offline_documents_have_the_sections_of_their_type() -> None:
         assert 0 <= document.confidence <= 1
 
 
+# Written for the content tests below, not taken from the gold set: a competitor that is not first in the list of
+# known names, a CRM mentioned only as an integration, and objections of three other categories.
+GONG_CALL = """Rita: Thanks for hopping on, Paul. What are you using for call recording today?
+Paul: We're on Gong right now. The transcripts are accurate and the reps like the search, but it's pricey and the \
+coaching workflow is clunky.
+Rita: That's a common story. Our coaching is built in and we include recording at no extra cost.
+Paul: Does it integrate with Salesforce?
+Rita: Yes, natively, and it syncs activities every five minutes."""
+OBJECTIONS_CALL = """Rita: So that's the overview. What do you think?
+Paul: Honestly I'm worried about data security with an AI tool touching our customer emails.
+Rita: Fair concern. We're SOC 2 Type II certified and data never leaves the EU region; Siemens ran a full \
+security review last year.
+Paul: Good to know. The other thing is we just don't have the bandwidth to roll out anything new until after our re-org.
+Rita: Understood. Most teams start with five reps, which takes about two hours of setup.
+Paul: And I'd have to get approval from our CFO for anything over ten thousand.
+Rita: I can put together a one-page business case for her."""
+FAQ_CALL = """Rita: Happy to answer anything.
+Paul: How long does it take to warm up a new sending domain?
+Rita: Usually about two weeks. We ramp volume automatically.
+Paul: Can we bring our own email templates?
+Rita: Yes, you can import them from a CSV or paste them in.
+Paul: Great, thanks."""
+
+
+def _document(doc_type: DocType, transcript: str) -> Any:
+    turns = normalise(transcript)
+    return offline.build_document(doc_type, turns, offline.infer_roles(turns))
+
+
+def test_a_battle_card_is_about_the_competitor_the_prospect_named() -> None:
+    card = _document(DocType.BATTLE_CARD, GONG_CALL)
+    assert card.competitor == "Gong" and card.title == "Battle card: Gong"
+    # The prospect's praise of Gong is its strength, the complaint a landmine; both cite the prospect's turn.
+    assert [(p.text, p.turns) for p in card.their_strengths] == [
+        ("The transcripts are accurate and the reps like the search", [1])
+    ]
+    assert [(p.text, p.turns) for p in card.landmines] == [("it's pricey and the coaching workflow is clunky.", [1])]
+    assert any("no extra cost" in p.text and p.turns == [1, 2] for p in card.our_advantages)
+    assert all("Salesforce" not in p.text for p in card.their_strengths + card.landmines)
+
+
+def test_objection_categories_match_what_the_prospect_said() -> None:
+    handler = _document(DocType.OBJECTION_HANDLER, OBJECTIONS_CALL)
+    by_turn = {o.turns[0]: o for o in handler.objections}
+    trust = by_turn[1]
+    assert trust.category.value == "trust" and trust.turns == [1, 2]
+    assert trust.response is not None and trust.response.startswith("Fair concern.")
+    assert trust.proof_points == [
+        "We're SOC 2 Type II certified and data never leaves the EU region; Siemens ran a full security review last "
+        "year."
+    ]
+    authority = by_turn[5]
+    assert authority.category.value == "authority" and authority.turns == [5, 6]
+    # Every objection is a prospect's sentence, never the rep's.
+    assert all(o.turns[0] % 2 == 1 for o in handler.objections)
+
+
+def test_an_integration_question_is_not_a_competitor_objection() -> None:
+    handler = _document(DocType.OBJECTION_HANDLER, GONG_CALL)
+    assert [(o.turns, o.category.value) for o in handler.objections] == [([1, 2], "price")]
+
+
+def test_faq_pairs_each_question_with_the_reps_answer() -> None:
+    faq = _document(DocType.FAQ, FAQ_CALL)
+    assert [(i.question, i.answer, i.turns) for i in faq.items] == [
+        ("How long does it take to warm up a new sending domain?",
+         "Usually about two weeks. We ramp volume automatically.", [1, 2]),
+        ("Can we bring our own email templates?", "Yes, you can import them from a CSV or paste them in.", [3, 4]),
+    ]
+
+
+def test_playbook_steps_land_in_the_stage_they_belong_to() -> None:
+    playbook = _document(DocType.PLAYBOOK, OBJECTIONS_CALL)
+    stages = {stage.name: stage.steps for stage in playbook.stages}
+    assert [s.turns for s in stages["Objection handling"]] == [[2], [2]]  # the reply to the security concern
+    assert [(s.text, s.turns) for s in stages["Next steps"]] == [
+        ("I can put together a one-page business case for her.", [6])
+    ]
+    assert stages["Discovery"][0].text == "What do you think?"
+
+
+def test_an_unpunctuated_monologue_is_clipped_not_a_failure() -> None:
+    """Speech-to-text often has no full stops: one "sentence" of thousands of characters must still make items."""
+    ramble = "we already use Outreach and honestly it is too expensive " * 60
+    turns = normalise([
+        {"speaker": "Rep", "text": "Can you tell me about your stack?"},
+        {"speaker": "Buyer", "text": ramble + "so can you send me your pricing by Friday"},
+        {"speaker": "Rep", "text": "I'll send the pricing by Friday " + "and our case studies " * 120},
+    ])
+    roles = offline.infer_roles(turns)
+    for doc_type in DocType:
+        assert offline.build_document(doc_type, turns, roles).confidence >= 0
+    handler = offline.build_document(DocType.OBJECTION_HANDLER, turns, roles)
+    objection = handler.objections[0].objection
+    assert len(objection) <= offline.POINT_CHARS and objection.endswith("...") and objection.startswith("we already")
+    assert handler.objections[0].response is not None and handler.objections[0].response.endswith("...")
+    actions = offline.extract_actions(turns).actions
+    assert actions and all(len(a.description) <= offline.DESCRIPTION_CHARS for a in actions)
+
+
 def test_no_competitor_means_a_low_confidence_card() -> None:
     turns = normalise("Priya: Hello there.\nMark: Hi, all good.")
     card = offline.build_document(DocType.BATTLE_CARD, turns, offline.infer_roles(turns))
@@ -170,3 +271,61 @@ def test_audio_offline_is_a_clear_error_not_a_guess(make_workspace: Any, session
     assert job.status == JobStatus.FAILED and job.attempts == 1
     assert "transcription" in (job.error or "") and "offline" in (job.error or "")
     assert session.execute(select(VoiceAction).where(VoiceAction.workspace_id == workspace_id)).first() is None
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_long_unpunctuated_turn_is_extracted_and_no_text_reaches_the_logs(
+    make_workspace: Any, session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tag = uuid.uuid4().hex
+    ramble = "I'll send you the notes " + f"and the figure {tag} " * 150 + "by Friday."
+    job = run_ai("ai.extract_voice_actions", workspace_id=make_workspace(),
+                 transcript=[{"speaker": "Ann", "text": "Can you recap?"}, {"speaker": "Bob", "text": ramble}],
+                 call_started_at=WEDNESDAY.isoformat(), participants=["Ann Lee", "Bob Stone"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    row = session.get(VoiceAction, job.result["voice_action_id"])
+    [action] = row.actions
+    assert action["turn_index"] == 1 and action["owner"] == "Bob Stone" and action["type"] == "follow_up"
+    assert action["due_at"].startswith("2026-03-13T17:00:00")
+    assert len(action["description"]) <= offline.DESCRIPTION_CHARS and action["evidence"].endswith("...")
+    assert tag not in caplog.text
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_participant_from_another_workspace_is_refused(make_workspace: Any, session: Any) -> None:
+    workspace_id, other = make_workspace(), make_workspace()
+    outsider = session.execute(
+        insert(TeamMember).values(workspace_id=other, email="o@b.test", name="Olga Other").returning(TeamMember.id)
+    ).scalar_one()
+    insider = session.execute(
+        insert(TeamMember).values(workspace_id=workspace_id, email="p@a.test", name="Priya Shah")
+        .returning(TeamMember.id)
+    ).scalar_one()
+    session.commit()
+    call = {"workspace_id": workspace_id, "transcript": SALES_CALL, "call_started_at": WEDNESDAY.isoformat()}
+    refused = run_ai("ai.extract_voice_actions", **call,
+                     participants=[{"name": "Priya Shah", "team_member_id": insider},
+                                   {"name": "Olga Other", "team_member_id": outsider}])
+    assert refused.status == JobStatus.FAILED and refused.attempts == 1
+    assert f"team_member_id {outsider} is not a member of this workspace" in (refused.error or "")
+    assert session.execute(select(VoiceAction).where(VoiceAction.workspace_id == workspace_id)).first() is None
+    accepted = run_ai("ai.extract_voice_actions", **call,
+                      participants=[{"name": "Priya Shah", "team_member_id": insider}])
+    assert accepted.status == JobStatus.SUCCEEDED, accepted.error
+
+
+def test_nul_characters_are_refused_with_the_field_named() -> None:
+    from pydantic import ValidationError
+
+    from workers.ledger import describe_validation_error, validate_args
+
+    with pytest.raises(ValidationError) as caught:
+        validate_args("ai.extract_voice_actions", {
+            "workspace_id": 1, "call_started_at": WEDNESDAY.isoformat(),
+            "transcript": [{"speaker": "Ann", "text": "fine"}, {"speaker": "Bob", "text": "bad\x00byte"}],
+        })
+    message = describe_validation_error("ai.extract_voice_actions", caught.value)
+    assert "transcript.1.text contains a NUL character" in message and "bad" not in message
+    with pytest.raises(ValidationError, match=r"context\.subject contains a NUL"):
+        validate_args("ai.scan_content", {"workspace_id": 1, "content": "hi", "context": {"subject": "a\x00"}})

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from models.ai import KnowledgeDocument, LLMCacheEntry, VoiceAction
 from models.core import JobStatus
 from tests.ai.conftest import MODEL, run_ai
+from tests.support.jobs import enqueue, wait_for_job
 from tests.support.openai_server import CHAT_PATH, TRANSCRIPTION_PATH, OpenAIServer, Reply
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -150,6 +151,35 @@ def test_unusable_answers_are_not_retried_and_fall_back_to_the_rules(
     assert any(a["owner"] == "Priya Shah" and a["due_at"].startswith("2026-03-13") for a in row.actions)
 
 
+def test_concurrent_duplicate_jobs_pay_for_one_call(use_openai: OpenAIServer, make_workspace: Any) -> None:
+    """Two jobs with the same input (a double enqueue: different job ids, so the job lock does not pair them) run
+    on two worker threads at once; the second waits on the cache key's lock and reads the first's answer."""
+    workspace_id = make_workspace()
+    use_openai.script(CHAT_PATH, Reply.chat(_answer(), delay_seconds=1.0), Reply.chat(_answer(), delay_seconds=1.0))
+    args = {"workspace_id": workspace_id, "transcript": _transcript(uuid.uuid4().hex), "call_started_at": CALL_START,
+            "participants": PARTICIPANTS}
+    first, second = (enqueue("ai.extract_voice_actions", dict(args), workspace_id=workspace_id) for _ in range(2))
+    jobs = [wait_for_job(first, 60), wait_for_job(second, 60)]
+
+    assert [job.status for job in jobs] == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED], [job.error for job in jobs]
+    assert len(use_openai.requests(CHAT_PATH)) == 1
+    assert jobs[0].result["voice_action_id"] == jobs[1].result["voice_action_id"]
+    assert sorted(job.result["deduplicated"] for job in jobs) == [False, True]
+
+
+def test_what_the_transcript_does_not_back_up_is_not_stored_as_fact(
+    use_openai: OpenAIServer, make_workspace: Any, session: Any
+) -> None:
+    # A deadline nobody said and an owner who was not on the call: the model's 0.92 is not taken at its word.
+    use_openai.script(CHAT_PATH, Reply.chat(_answer(due_phrase="by March 30", owner_speaker="Zed")))
+    job = _voice_job(make_workspace(), uuid.uuid4().hex)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    [action] = _row(session, job.result["voice_action_id"]).actions
+    assert (action["owner"], action["due_at"], action["due_phrase"]) == (None, None, None)
+    assert action["warnings"] == ["owner_not_in_call", "due_phrase_not_in_transcript"]
+    assert action["confidence"] == 0.23  # 0.92 halved twice
+
+
 def test_429_is_retried_after_the_servers_retry_after(use_openai: OpenAIServer, make_workspace: Any) -> None:
     use_openai.script(CHAT_PATH, Reply.rate_limited(retry_after=1), Reply.chat(_answer()))
     job = _voice_job(make_workspace(), uuid.uuid4().hex)
@@ -171,11 +201,14 @@ def test_a_500_is_retried_then_succeeds(use_openai: OpenAIServer, make_workspace
 
 
 def test_a_persistent_500_exhausts_bounded_retries_and_fails_in_the_ledger(
-    use_openai: OpenAIServer, make_workspace: Any, session: Any
+    use_openai: OpenAIServer, make_workspace: Any, session: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     workspace_id = make_workspace()
+    tag = uuid.uuid4().hex
+    caplog.set_level(logging.DEBUG)
     # No script: the server answers 500 to everything.
-    job = _voice_job(workspace_id, uuid.uuid4().hex)
+    job = _voice_job(workspace_id, tag)
+    assert tag not in caplog.text and tag not in (job.error or "")  # the failure path logs no transcript either
 
     assert job.status == JobStatus.FAILED
     assert "llm unavailable" in (job.error or "") and "HTTP 500" in (job.error or "")
@@ -261,6 +294,34 @@ def test_knowledge_document_from_the_model_keeps_only_real_turns(
     assert request["response_format"]["json_schema"]["name"] == "BattleCard"
 
 
+def test_a_battle_card_about_a_competitor_the_call_never_named_is_not_trusted(
+    use_openai: OpenAIServer, make_workspace: Any
+) -> None:
+    card = {
+        "title": "Battle card: Salesloft",
+        "competitor": "Salesloft",
+        "their_strengths": [{"text": "Cadence builder", "turns": []}],
+        "our_advantages": [{"text": "Sequences write themselves", "turns": [2]}],
+        "landmines": [],
+        "talk_track": [],
+        "confidence": 0.9,
+    }
+    use_openai.script(CHAT_PATH, Reply.chat(json.dumps(card)))
+    job = run_ai(
+        "ai.generate_knowledge_document",
+        workspace_id=make_workspace(),
+        doc_type="battle_card",
+        transcript=[
+            {"speaker": "Ella", "text": f"Thanks for joining. {uuid.uuid4().hex}"},
+            {"speaker": "Ravi", "text": "We use Outreach and the team likes the sequencing UI."},
+            {"speaker": "Ella", "text": "Unlike Outreach, our sequences write and personalize themselves."},
+        ],
+    )
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["llm"]["warnings"] == ["competitor_not_in_transcript", "uncited_items:1"]
+    assert job.result["confidence"] == 0.1  # capped at 0.2, then halved: one of two items cites nothing
+
+
 def test_audio_is_transcribed_first_then_extracted(use_openai: OpenAIServer, make_workspace: Any, session: Any) -> None:
     use_openai.script(
         TRANSCRIPTION_PATH,
@@ -280,6 +341,29 @@ def test_audio_is_transcribed_first_then_extracted(use_openai: OpenAIServer, mak
     row = _row(session, job.result["voice_action_id"])
     assert row.input_kind.value == "audio"
     assert [t["speaker"] for t in row.transcript] == ["Priya", "Mark", "Priya"]
+    assert job.result["llm"]["transcription"] == "called"
+
+
+def test_a_retry_after_transcribing_does_not_pay_for_the_transcription_again(
+    use_openai: OpenAIServer, make_workspace: Any
+) -> None:
+    use_openai.script(
+        TRANSCRIPTION_PATH,
+        Reply.transcription(f"Priya: Ref {uuid.uuid4().hex}.\nMark: Pricing please.\nPriya: I'll send it by Friday."),
+    )
+    # LLM_MAX_ATTEMPTS=2: two 500s end the first run (a ledger retry), the second run gets an answer.
+    use_openai.script(CHAT_PATH, Reply.error(500, "busy"), Reply.error(500, "busy"), Reply.chat(_answer()))
+    job = run_ai(
+        "ai.extract_voice_actions",
+        workspace_id=make_workspace(),
+        audio={"data_base64": base64.b64encode(uuid.uuid4().bytes).decode()},
+        call_started_at=CALL_START,
+        participants=PARTICIPANTS,
+    )
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 2 and len(use_openai.requests(CHAT_PATH)) == 3
+    assert len(use_openai.requests(TRANSCRIPTION_PATH)) == 1
+    assert job.result["llm"]["transcription"] == "cached"
 
 
 def test_a_long_transcript_is_split_to_the_budget_and_the_parts_merged(

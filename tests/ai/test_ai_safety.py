@@ -165,21 +165,38 @@ def test_safety_stats_rolls_up_by_day_type_and_severity_in_the_workspace_timezon
     assert stats["totals"]["severity"] == {"critical": 2, "medium": 1}
 
 
+def test_safety_stats_covers_whole_local_days_across_a_dst_change(make_workspace: Any, session: Any) -> None:
+    """Seven days ending Thursday 5 Nov 2026 in Los Angeles start at midnight on Friday 30 Oct (PDT, UTC-7), though
+    the clocks went back on Sunday 1 Nov: not 7 x 24 hours before now, which would add a partial eighth day."""
+    workspace_id = make_workspace(timezone="America/Los_Angeles")
+    findings = [
+        datetime(2026, 10, 30, 5, 0, tzinfo=UTC),  # 29 Oct 22:00 PDT: the day before the window
+        datetime(2026, 10, 30, 7, 30, tzinfo=UTC),  # 30 Oct 00:30 PDT: the window's first half hour
+        datetime(2026, 11, 2, 7, 30, tzinfo=UTC),  # 1 Nov 23:30 PST (UTC-8 since 02:00 that day)
+        datetime(2026, 11, 2, 8, 30, tzinfo=UTC),  # 2 Nov 00:30 PST
+    ]
+    session.execute(
+        insert(AISafetyLog),
+        [
+            {"workspace_id": workspace_id, "scan_id": uuid.uuid4(), "ordinal": 0, "channel": "email",
+             "category": "spam", "finding_type": "spam", "severity": "medium", "action": "flag",
+             "content_hash": "0" * 64, "created_at": at}
+            for at in findings
+        ],
+    )
+    session.commit()
+    with freeze_time("2026-11-05T20:00:00Z"):
+        stats = console.safety_stats(session, workspace_id=workspace_id, days=7)
+    assert stats["since"] == "2026-10-30T07:00:00+00:00"
+    assert [(row["day"], row["count"]) for row in stats["by_day"]] == [
+        ("2026-10-30", 1), ("2026-11-01", 1), ("2026-11-02", 1)
+    ]
+    with freeze_time("2026-11-05T20:00:00Z"):
+        today_only = console.safety_stats(session, workspace_id=workspace_id, days=1)
+    assert today_only["since"] == "2026-11-05T08:00:00+00:00" and today_only["total"] == 0
+
+
 @pytest.mark.usefixtures("celery_worker")
 def test_safety_stats_job(make_workspace: Any) -> None:
     job = run_ai("ai.safety_stats", workspace_id=make_workspace(), days=7)
     assert job.status == JobStatus.SUCCEEDED and job.result["total"] == 0
-
-
-def test_review_needs_both_reviewer_and_time(make_workspace: Any, session: Any) -> None:
-    from sqlalchemy.exc import IntegrityError
-
-    with pytest.raises(IntegrityError):
-        session.execute(
-            insert(AISafetyLog).values(
-                workspace_id=make_workspace(), scan_id=uuid.uuid4(), ordinal=0, channel="email", category="pii",
-                finding_type="email_address", severity="low", action="allow", content_hash="0" * 64,
-                reviewed_at=datetime.now(UTC),
-            )
-        )
-    session.rollback()

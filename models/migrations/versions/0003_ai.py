@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("call_started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("participants", _jsonb(), server_default=sa.text("'[]'::jsonb"), nullable=False),
         sa.Column("actions", _jsonb(), nullable=False),
+        sa.Column("edited_actions", _jsonb(), nullable=True),
         sa.Column("status", _enum("voice_action_status"), server_default="pending_review", nullable=False),
         sa.Column("engine", _enum("ai_engine"), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
@@ -79,7 +80,15 @@ def upgrade() -> None:
         sa.Column("reviewed_by", sa.BigInteger(), nullable=True),
         sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=_now(), nullable=False),
-        sa.CheckConstraint("(reviewed_by IS NULL) = (reviewed_at IS NULL)", name="ck_voice_actions_review_complete"),
+        sa.CheckConstraint(
+            "(status = 'pending_review') = (reviewed_at IS NULL)", name=op.f("ck_voice_actions_decided_iff_reviewed")
+        ),
+        sa.CheckConstraint(
+            "reviewed_by IS NULL OR reviewed_at IS NOT NULL", name=op.f("ck_voice_actions_reviewer_has_time")
+        ),
+        sa.CheckConstraint(
+            "(status = 'edited') = (edited_actions IS NOT NULL)", name=op.f("ck_voice_actions_edited_has_actions")
+        ),
         _reviewer_fk("voice_actions"),
         _workspace_fk("voice_actions"),
         sa.PrimaryKeyConstraint("id", name="pk_voice_actions"),
@@ -110,9 +119,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=_now(), nullable=False),
         sa.CheckConstraint(
             "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)",
-            name="ck_knowledge_documents_confidence_range",
+            name=op.f("ck_knowledge_documents_confidence_range"),
         ),
-        sa.CheckConstraint("view_count >= 0", name="ck_knowledge_documents_view_count_not_negative"),
+        sa.CheckConstraint("view_count >= 0", name=op.f("ck_knowledge_documents_view_count_not_negative")),
         sa.ForeignKeyConstraint(
             ["voice_action_id"],
             ["voice_actions.id"],
@@ -153,7 +162,12 @@ def upgrade() -> None:
         sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("review_note", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=_now(), nullable=False),
-        sa.CheckConstraint("(reviewed_by IS NULL) = (reviewed_at IS NULL)", name="ck_ai_safety_logs_review_complete"),
+        sa.CheckConstraint(
+            "(review_status = 'pending') = (reviewed_at IS NULL)", name=op.f("ck_ai_safety_logs_decided_iff_reviewed")
+        ),
+        sa.CheckConstraint(
+            "reviewed_by IS NULL OR reviewed_at IS NOT NULL", name=op.f("ck_ai_safety_logs_reviewer_has_time")
+        ),
         _reviewer_fk("ai_safety_logs"),
         _workspace_fk("ai_safety_logs"),
         sa.PrimaryKeyConstraint("id", name="pk_ai_safety_logs"),
