@@ -29,17 +29,20 @@ from workers.settings import get_settings
 class BodyLimit:
     """Refuse bodies over the limit with 413 before they are parsed (Content-Length or streamed size)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        # Batch routes whose contract allows more (10,000 usage events) get their own, larger cap.
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope.get("path", ""), self.default_max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._too_large(send, max_bytes)
             return
         if declared is not None:
             # The server reads exactly Content-Length bytes, so a declared size within the limit is the size.
@@ -56,8 +59,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > max_bytes:
+                await self._too_large(send, max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -65,8 +68,8 @@ class BodyLimit:
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _too_large(self, send: Send) -> None:
-        error = f"request body over {self.max_bytes} bytes"
+    async def _too_large(self, send: Send, max_bytes: int) -> None:
+        error = f"request body over {max_bytes} bytes"
         body = {"error": error, "task": None, "fields": [{"field": "body", "message": error, "type": "too_large"}]}
         response = JSONResponse(body, status_code=413)
         await response(
@@ -180,7 +183,11 @@ def create_app() -> FastAPI:
     for module in pkgutil.iter_modules(api.routes.__path__):
         app.include_router(importlib.import_module(f"api.routes.{module.name}").router)
 
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api_max_body_bytes,
+        path_limits={"/v1/usage/events": settings.api_max_usage_body_bytes},
+    )
     app.add_middleware(Latency)
     _register_queue_depths(settings.redis_url)
     return app

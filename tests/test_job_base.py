@@ -87,3 +87,31 @@ def test_bad_input_fails_once_without_retry_and_changes_nothing(celery_worker) -
     assert job.attempts == 1
     assert job.error == "the transcript is empty"
     assert _workspaces_named(name) == []
+
+
+@task_args("tests.fan_out")
+class FanOutArgs(TaskArgs):
+    api_visible = False
+    batch: str
+    count: int = Field(ge=0, le=100)
+
+
+@app.task(name="tests.fan_out", base=JobTask, bind=True, max_retries=2)
+def fan_out(self: JobTask, args: FanOutArgs) -> dict[str, int]:
+    items = [({"message": f"{args.batch}-{i}"}, f"tests.fan_out:{args.batch}:{i}") for i in range(args.count)]
+    return {"created": self.enqueue_children("system.ping", items)}
+
+
+def test_fan_out_writes_children_in_one_insert_and_a_repeat_creates_none(celery_worker) -> None:
+    from models.core import Job
+
+    batch = uuid.uuid4().hex[:8]
+    first = wait_for_job(enqueue("tests.fan_out", {"batch": batch, "count": 5}))
+    second = wait_for_job(enqueue("tests.fan_out", {"batch": batch, "count": 5}))
+    assert first.result == {"created": 5} and second.result == {"created": 0}
+    with session_scope() as s:
+        children = s.execute(select(Job).where(Job.parent_id == first.id)).scalars().all()
+        ids = [c.id for c in children]
+    assert len(ids) == 5
+    for child in ids:
+        assert wait_for_job(child).status == JobStatus.SUCCEEDED

@@ -6,6 +6,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from workers.ledger import (
     describe_validation_error,
     publish,
     record_job,
+    record_jobs,
     utcnow,
     validate_args,
 )
@@ -142,6 +144,22 @@ class JobTask(Task):
         if created and (run_at is None or run_at <= utcnow()):
             state["children"].append(Publishable(id=job.id, task=job.task, args=job.args))
         return job.id
+
+    def enqueue_children(self, task: str, items: Sequence[tuple[dict[str, Any], str | None]]) -> int:
+        """Write many child jobs of one task in one INSERT (fan-out); published after the run commits.
+
+        Items are (arguments, idempotency key); an item whose key exists already is skipped. Returns how many
+        were created.
+        """
+        state = self._state()
+        try:
+            created = record_jobs(
+                self.session, task, items, default_workspace_id=state.get("workspace_id"), parent_id=state["job_id"]
+            )
+        except ValidationError as exc:
+            raise BadInput(describe_validation_error(task, exc)) from exc
+        state["children"].extend(created)
+        return len(created)
 
     def publish_after_commit(self, jobs: list[Publishable]) -> None:
         """Publish ledger rows once this run's transaction has committed (the outbox's rule)."""

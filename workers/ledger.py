@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,6 +134,44 @@ def record_job(
     if existing.task != task or existing.args_hash != digest:
         raise IdempotencyConflict(existing.id)
     return existing, False
+
+
+def record_jobs(
+    session: Session,
+    task: str,
+    items: Sequence[tuple[dict[str, Any], str | None]],
+    *,
+    default_workspace_id: int | None = None,
+    parent_id: uuid.UUID | None = None,
+) -> list[Publishable]:
+    """Write many jobs of one task in one multi-row INSERT (fan-out); returns the rows actually created.
+
+    Each item is (arguments, idempotency key). A key already present skips its item without comparing arguments:
+    a fan-out names each unit by its key, so a repeat is the same unit. Arguments are validated first; one bad
+    item raises before anything is written.
+    """
+    rows = []
+    for args, idempotency_key in items:
+        normalised = validate_args(task, args).model_dump(mode="json", exclude_unset=True)
+        workspace_id = normalised.get("workspace_id", default_workspace_id)
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "workspace_id": workspace_id if isinstance(workspace_id, int) else default_workspace_id,
+                "task": task,
+                "args": normalised,
+                "status": JobStatus.QUEUED,
+                "idempotency_key": idempotency_key,
+                "args_hash": args_digest(task, normalised),
+                "parent_id": parent_id,
+            }
+        )
+    if not rows:
+        return []
+    created = session.execute(
+        insert(Job).values(rows).on_conflict_do_nothing().returning(Job.id, Job.task, Job.args)
+    ).all()
+    return [Publishable(id=r.id, task=r.task, args=r.args) for r in created]
 
 
 def is_due(job: Job, now: datetime | None = None) -> bool:

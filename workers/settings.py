@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     # How many times a run may be lost (killed worker, hard time limit) before the job is failed.
     max_lost_runs: int = Field(default=5, ge=1)
     api_max_body_bytes: int = 1024 * 1024
+    # The usage route takes batches of up to 10,000 events (about 1.3 MB of JSON), so it gets a larger cap.
+    api_max_usage_body_bytes: int = 4 * 1024 * 1024
+
+    # Invoices stay draft this long after their period ends; late usage still counts until finalisation.
+    billing_invoice_grace_seconds: int = Field(default=3600, ge=0)
+    # Usage events may be stamped at most this far ahead of the server's clock (clock skew, not scheduling).
+    billing_max_future_seconds: int = Field(default=300, ge=0)
     log_level: str = "INFO"
 
     @model_validator(mode="after")
