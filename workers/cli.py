@@ -103,3 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+from workers import ops_cli  # noqa: E402, F401 - registers the operator commands (issue 8)
