@@ -130,6 +130,12 @@ class Job(Base):
         ),
         Index("ix_jobs_workspace_created", "workspace_id", "enqueued_at", "id"),
         Index("ix_jobs_failed_task", "task", postgresql_where=text("status = 'failed'")),
+        # The retention sweep: finished rows by age.
+        Index(
+            "ix_jobs_finished_at",
+            "finished_at",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
 

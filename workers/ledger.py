@@ -236,3 +236,31 @@ def sweep_stale(session: Session, *, grace: timedelta, max_running: timedelta, l
         },
     ).all()
     return [Publishable(id=r.id, task=r.task, args=r.args) for r in rows]
+
+
+def prune_finished(session: Session, *, retention: timedelta, batch_size: int, max_batches: int) -> int:
+    """Delete finished jobs older than `retention` in batches (each a short statement); returns rows deleted.
+
+    Only succeeded, failed and cancelled rows go: queued, running and retrying rows are never touched. A row's
+    idempotency key goes with it, so a key is remembered for the retention period.
+    """
+    cutoff = utcnow() - retention
+    deleted = 0
+    for _ in range(max_batches):
+        batch = session.execute(
+            text(
+                """
+                DELETE FROM jobs WHERE id IN (
+                    SELECT id FROM jobs
+                    WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < :cutoff
+                    LIMIT :batch_size
+                    FOR UPDATE SKIP LOCKED
+                )
+                """
+            ),
+            {"cutoff": cutoff, "batch_size": batch_size},
+        ).rowcount
+        deleted += batch
+        if batch < batch_size:
+            break
+    return deleted

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     redeliver_grace_seconds: int = Field(default=300, ge=1)
     # How many times a run may be lost (killed worker, hard time limit) before the job is failed.
     max_lost_runs: int = Field(default=5, ge=1)
+    # Finished ledger rows (and with them their idempotency keys) are kept this many days.
+    ledger_retention_days: int = Field(default=30, ge=1)
     api_max_body_bytes: int = 1024 * 1024
     # The usage route takes batches of up to 10,000 events (about 1.3 MB of JSON), so it gets a larger cap.
     api_max_usage_body_bytes: int = 4 * 1024 * 1024

@@ -20,3 +20,12 @@ class RedeliverStaleArgs(TaskArgs):
     api_visible = False
 
     limit: int = Field(default=1000, ge=1, le=10000)
+
+
+@task_args("system.prune_ledger")
+class PruneLedgerArgs(TaskArgs):
+    """Delete finished ledger rows older than the retention (LEDGER_RETENTION_DAYS), in bounded batches."""
+
+    api_visible = False
+    batch_size: int = Field(default=5000, ge=1, le=50000)
+    max_batches: int = Field(default=200, ge=1, le=10000)

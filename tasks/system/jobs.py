@@ -7,10 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from celeryconfig import LONGEST_HARD_TIME_LIMIT
-from tasks.system.args import PingArgs, RedeliverStaleArgs
+from tasks.system.args import PingArgs, PruneLedgerArgs, RedeliverStaleArgs
 from workers.app import app
 from workers.jobtask import JobTask
-from workers.ledger import sweep_stale
+from workers.ledger import prune_finished, sweep_stale
 from workers.queues import Queue
 from workers.settings import get_settings
 
@@ -34,3 +34,12 @@ def redeliver_stale(self: JobTask, args: RedeliverStaleArgs) -> dict[str, Any]:
     )
     self.publish_after_commit(due)
     return {"republished": len(due)}
+
+
+@app.task(name="system.prune_ledger", base=JobTask, bind=True, queue=Queue.DEFAULT, max_retries=3)
+def prune_ledger(self: JobTask, args: PruneLedgerArgs) -> dict[str, Any]:
+    retention = timedelta(days=get_settings().ledger_retention_days)
+    deleted = prune_finished(
+        self.session, retention=retention, batch_size=args.batch_size, max_batches=args.max_batches
+    )
+    return {"deleted": deleted, "retention_days": retention.days}

@@ -97,6 +97,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     op.create_index(
+        "ix_jobs_finished_at",
+        "jobs",
+        ["finished_at"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('succeeded', 'failed', 'cancelled')"),
+    )
+    op.create_index(
         "ix_jobs_failed_task", "jobs", ["task"], unique=False, postgresql_where=sa.text("status = 'failed'")
     )
     op.create_index(

@@ -1,0 +1,1 @@
+"""Growth analytics: activation, churn risk, expansion, NPS, invitations, releases and feedback."""
