@@ -16,10 +16,11 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, pg_enum
@@ -117,7 +118,12 @@ class SalesActivity(Base):
 
 
 class AISalesboardMetric(Base):
-    """One rep's day on the AI Salesboard (the day is cut at the workspace's midnight)."""
+    """One rep's day on the AI Salesboard (the day is cut at the workspace's midnight).
+
+    Every figure is a typed column: the board is written for a whole team every 5 minutes, and typed values
+    cost a fraction of building JSON documents (numbers in jsonb are numerics). `tasks.sales.salesboard.board_view`
+    presents a row as the documented shapes (funnel, conversion rates, score components, trends).
+    """
 
     __tablename__ = "ai_salesboard_metrics"
     __table_args__ = (
@@ -132,6 +138,7 @@ class AISalesboardMetric(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     rep_id: Mapped[int] = mapped_column(ForeignKey("team_members.id", ondelete="CASCADE"))
     metric_date: Mapped[date] = mapped_column(Date)
+    # The day's own counts.
     calls: Mapped[int] = mapped_column(Integer, server_default="0")
     emails_sent: Mapped[int] = mapped_column(Integer, server_default="0")
     emails_opened: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -143,24 +150,115 @@ class AISalesboardMetric(Base):
     # Open pipeline at the end of the day: the latest amount of every deal whose last event is a stage change.
     pipeline_value_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
     won_value_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    # Stage-to-stage rates and funnel counts over the trailing 30 days (one day is too few events for a rate).
-    conversion_rates: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    funnel: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # The trailing 30 days (one day is too few events for a rate): the funnel and its conversion rates.
+    emails_sent_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_opened_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_replied_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_booked_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_held_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    deals_won_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    deals_lost_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    won_value_30d_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Trends: the last 7 days, the 7 before them, and the 30 before the last 7.
+    calls_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    calls_prior_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    calls_prior_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_sent_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_sent_prior_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_sent_prior_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_replied_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_replied_prior_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    emails_replied_prior_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_booked_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_booked_prior_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_booked_prior_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_held_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_held_prior_7d: Mapped[int] = mapped_column(Integer, server_default="0")
+    meetings_held_prior_30d: Mapped[int] = mapped_column(Integer, server_default="0")
+    won_value_7d_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    won_value_prior_7d_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    won_value_prior_30d_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    pipeline_7d_ago_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    pipeline_30d_ago_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The score and what explains it: each component's mid-rank percentile in the team that day, the team's
+    # median of each component, and how many reps were on the board (tasks/sales/scoring.py).
     performance_score: Mapped[float] = mapped_column(Float, server_default="0")
-    # Percentile of each score component within the team that day, so the score explains itself.
-    score_components: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    insights: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    activity_percentile: Mapped[float] = mapped_column(Float, server_default="0")
+    reply_rate_percentile: Mapped[float] = mapped_column(Float, server_default="0")
+    meetings_percentile: Mapped[float] = mapped_column(Float, server_default="0")
+    pipeline_percentile: Mapped[float] = mapped_column(Float, server_default="0")
+    wins_percentile: Mapped[float] = mapped_column(Float, server_default="0")
+    team_size: Mapped[int] = mapped_column(Integer, server_default="0")
+    team_median_activity: Mapped[float] = mapped_column(Float, server_default="0")
+    team_median_reply_rate: Mapped[float] = mapped_column(Float, server_default="0")
+    team_median_meetings: Mapped[float] = mapped_column(Float, server_default="0")
+    team_median_pipeline: Mapped[float] = mapped_column(Float, server_default="0")
+    team_median_wins: Mapped[float] = mapped_column(Float, server_default="0")
+    # Insights: components in the team's top quartile (strengths) and bottom quartile (opportunities).
+    strengths: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    opportunities: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     coaching_recommendations: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     coaching_source: Mapped[CoachingSource | None] = mapped_column(pg_enum(CoachingSource, "coaching_source"))
-    # Digest of what the coaching was written from: unchanged inputs are not sent to the LLM again.
+    # Digest of the coaching situation (which rules fire): the LLM is asked again only when it changes.
     coaching_input_hash: Mapped[str | None] = mapped_column(String(64))
+    # When a sync last changed this row's figures (an unchanged row is not rewritten).
     synced_at: Mapped[datetime]
     created_at: Mapped[datetime] = created_at_column()
 
 
+class SalesRepDay(Base):
+    """The per-rep per-local-day rollup of raw activity the board's trailing windows are computed from.
+
+    Each sync rewrites only the days touched by activity ingested since the last rollup, so a 5-minute sync
+    reads today's raw activity and a narrow row per rep and day of history, not 37 days of raw activity.
+    """
+
+    __tablename__ = "sales_rep_days"
+    __table_args__ = (Index("ix_sales_rep_days_rep", "rep_id"),)
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    metric_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    rep_id: Mapped[int] = mapped_column(
+        ForeignKey("team_members.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    calls: Mapped[int] = mapped_column(Integer)
+    emails_sent: Mapped[int] = mapped_column(Integer)
+    emails_opened: Mapped[int] = mapped_column(Integer)
+    emails_replied: Mapped[int] = mapped_column(Integer)
+    meetings_booked: Mapped[int] = mapped_column(Integer)
+    meetings_held: Mapped[int] = mapped_column(Integer)
+    deals_won: Mapped[int] = mapped_column(Integer)
+    deals_lost: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    won_value_cents: Mapped[int] = mapped_column(BigInteger)
+    # Net change of the rep's open pipeline that day. On the rollup's first day it also carries everything
+    # before it, so the running sum from the first day is the open pipeline.
+    pipeline_change_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class SalesboardRollup(Base):
+    """The state of a workspace's rollup: what it covers, how fresh it is, and which board days it changed."""
+
+    __tablename__ = "salesboard_rollups"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    # The timezone the days were cut in: a workspace that changes its timezone is rolled up again.
+    timezone: Mapped[str] = mapped_column(String(64))
+    covered_from: Mapped[date] = mapped_column(Date)
+    # Activity ingested from (this - the late-commit margin) on is not rolled up yet.
+    rolled_up_at: Mapped[datetime]
+    # The earliest board day whose rollup changed since the last team sync (NULL: none).
+    board_dirty_from: Mapped[date | None] = mapped_column(Date)
+    # The last day the team board was computed for: days after it have no rows yet.
+    board_computed_through: Mapped[date | None] = mapped_column(Date)
+
+
 class SalesboardSync(Base):
-    """When a workspace's board (rep_scope 0) or one rep's rows were last synced: the 5-minute cache and the
-    watermark of the incremental sync."""
+    """When a workspace's board (rep_scope 0) or one rep's rows were last synced: the 5-minute cache."""
 
     __tablename__ = "salesboard_syncs"
 

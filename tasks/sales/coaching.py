@@ -1,8 +1,11 @@
 """Coaching recommendations for a rep's day: offline rules, or the LLM layer with the rules as fallback.
 
-Coaching is written only for today's rows and only when its inputs changed (a digest of the metrics it is
-written from), so a 5-minute beat does not send an unchanged rep to the LLM again. The LLM gets a bounded
-number of reps per sync; the rest get the offline rules at once and are upgraded on later syncs.
+Coaching is written only for today's rows. What decides whether a rep is coached again is the *situation*: the
+set of offline rules that fire (category, priority, title). A team's percentiles and medians move a little with
+every sync; a digest of the exact figures would send every rep to the LLM every 5 minutes and, past the per-sync
+budget, replace good LLM advice with the rules. So LLM advice stands until the rep's situation changes; offline
+advice (which quotes figures) is rewritten only when its text changes. The LLM gets a bounded number of reps per
+sync, weakest first; the rest get the offline rules at once and are upgraded on later syncs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.sales import AISalesboardMetric, CoachingSource
+from models.sales import CoachingSource
 from tasks.ai.llm import LLMError, LLMSettings, LLMUnavailable, complete_structured
 from tasks.ai.prompts import PromptTemplate
 from workers.settings import get_settings
@@ -85,13 +88,14 @@ class CoachingInput:
     funnel: list[Any]
 
     @classmethod
-    def from_row(cls, row: AISalesboardMetric) -> CoachingInput:
+    def from_view(cls, view: dict[str, Any]) -> CoachingInput:
+        """From `tasks.sales.salesboard.board_view` of a stored row."""
         return cls(
-            performance_score=row.performance_score,
-            components=row.score_components,
-            insights=row.insights,
-            conversion_rates=row.conversion_rates,
-            funnel=row.funnel,
+            performance_score=view["performance_score"],
+            components=view["score_components"],
+            insights=view["insights"],
+            conversion_rates=view["conversion_rates"],
+            funnel=view["funnel"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,10 +106,6 @@ class CoachingInput:
             "conversion_rates": self.conversion_rates,
             "funnel": self.funnel,
         }
-
-    def digest(self) -> str:
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def percentile(self, component: str) -> float:
         return float(self.components.get(component, {}).get("percentile", 0.5))
@@ -282,31 +282,48 @@ class OfflineCoach:
         return offline_recommendations(inputs), CoachingSource.OFFLINE
 
 
-def plan_coaching(rows: Sequence[AISalesboardMetric], coach: Coach) -> list[dict[str, Any]]:
-    """Bulk-update parameters for the rows whose coaching must be (re)written."""
+def situation_digest(recommendations: Sequence[Recommendation]) -> str:
+    """Digest of which rules fire: what a rep's coaching is about, without the figures it quotes."""
+    situation = sorted((r.category.value, r.priority.value, r.title) for r in recommendations)
+    return hashlib.sha256(json.dumps(situation, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CoachingCandidate:
+    """One of today's board rows and the coaching it has."""
+
+    row_id: int
+    inputs: CoachingInput
+    source: CoachingSource | None
+    situation_hash: str | None
+    recommendations: list[Any]
+
+
+def plan_coaching(candidates: Sequence[CoachingCandidate], coach: Coach) -> list[dict[str, Any]]:
+    """Bulk-update parameters for the rows whose coaching must be (re)written, in the candidates' order."""
     updates: list[dict[str, Any]] = []
     llm_calls = 0
-    offline = OfflineCoach()
-    for row in rows:
-        inputs = CoachingInput.from_row(row)
-        digest = inputs.digest()
-        upgrade = coach.source is CoachingSource.LLM and row.coaching_source is CoachingSource.OFFLINE
-        if row.coaching_input_hash == digest and not upgrade:
+    for candidate in candidates:
+        rules = offline_recommendations(candidate.inputs)
+        situation = situation_digest(rules)
+        same_situation = candidate.situation_hash == situation
+        if candidate.source is CoachingSource.LLM and same_situation:
+            # LLM advice for this situation still holds, whichever engine this sync has.
             continue
         if coach.source is CoachingSource.LLM and llm_calls < LLM_REPS_PER_SYNC:
             llm_calls += 1
-            recs, source = coach.recommend(inputs)
-        elif row.coaching_input_hash == digest:
-            # Offline coaching for these inputs is already stored; the LLM budget of this sync is spent.
-            continue
+            recs, source = coach.recommend(candidate.inputs)
         else:
-            recs, source = offline.recommend(inputs)
+            recs, source = rules, CoachingSource.OFFLINE
+        written = [r.model_dump(mode="json") for r in recs]
+        if source is candidate.source and same_situation and written == candidate.recommendations:
+            continue
         updates.append(
             {
-                "id": row.id,
-                "coaching_recommendations": [r.model_dump(mode="json") for r in recs],
+                "id": candidate.row_id,
+                "coaching_recommendations": written,
                 "coaching_source": source,
-                "coaching_input_hash": digest,
+                "coaching_input_hash": situation,
             }
         )
     return updates

@@ -39,8 +39,13 @@ def schedule_salesboard_syncs(self: JobTask, args: ScheduleSalesboardSyncsArgs) 
     slot = fanout.five_minute_slot(now)
     workspaces = fanout.board_workspaces(self.session, now)
     for workspace_id in workspaces:
+        # Forced: the beat's cadence equals the cache's 5 minutes, so with queue jitter an unforced sync would
+        # find the previous beat's sync "fresh" about half the time and leave the board 10 minutes old.
+        # A sync with nothing new to roll up only recomputes today's rows.
         self.enqueue_child(
-            "sales.sync_salesboard", {"workspace_id": workspace_id}, idempotency_key=f"beat:sync_salesboard:{slot}"
+            "sales.sync_salesboard",
+            {"workspace_id": workspace_id, "force": True},
+            idempotency_key=f"beat:sync_salesboard:{slot}",
         )
     return {"workspaces": len(workspaces), "slot": slot}
 

@@ -16,6 +16,7 @@ Components (windows end on the row's day; a single day is too few events to rank
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Protocol
 
 # Outcomes weigh more than effort (meetings, pipeline and wins: 0.65), but effort is a quarter of the score
 # because it is the lever a rep controls today. Reply rate is the quality check on the emails counted in activity.
@@ -29,16 +30,41 @@ SCORE_WEIGHTS: MappingProxyType[str, float] = MappingProxyType(
     }
 )
 
-# SQL expression of each component over the `windowed` CTE of the sync statement.
+# SQL expression of each component over the `windowed` CTE of the board statement; `component_values` below is the
+# same arithmetic over a stored row, and a test holds the two together.
 COMPONENT_SQL: MappingProxyType[str, str] = MappingProxyType(
     {
         "activity": "(calls_7d + emails_sent_7d)::float8",
         "reply_rate": "CASE WHEN emails_sent_30d > 0 THEN emails_replied_30d::float8 / emails_sent_30d ELSE 0 END",
         "meetings": "(meetings_booked_7d + meetings_held_7d)::float8",
-        "pipeline": "pipeline_value::float8",
-        "wins": "won_value_30d::float8",
+        "pipeline": "pipeline_value_cents::float8",
+        "wins": "won_value_30d_cents::float8",
     }
 )
+
+
+class ScoredRow(Protocol):
+    calls_7d: int
+    emails_sent_7d: int
+    emails_sent_30d: int
+    emails_replied_30d: int
+    meetings_booked_7d: int
+    meetings_held_7d: int
+    pipeline_value_cents: int
+    won_value_30d_cents: int
+
+
+def component_values(row: ScoredRow) -> dict[str, float]:
+    """Each component's value for a stored board row (the Python twin of COMPONENT_SQL)."""
+    sent = row.emails_sent_30d
+    return {
+        "activity": float(row.calls_7d + row.emails_sent_7d),
+        "reply_rate": row.emails_replied_30d / sent if sent > 0 else 0.0,
+        "meetings": float(row.meetings_booked_7d + row.meetings_held_7d),
+        "pipeline": float(row.pipeline_value_cents),
+        "wins": float(row.won_value_30d_cents),
+    }
+
 
 # A component at or above this team percentile is a strength, at or below the low one an opportunity.
 STRENGTH_PERCENTILE = 0.75
@@ -51,14 +77,14 @@ if abs(sum(SCORE_WEIGHTS.values()) - 1.0) > 1e-9 or set(SCORE_WEIGHTS) != set(CO
 def percentile_sql(value: str) -> str:
     """Mid-rank percentile of `value` among the rows of the same day: (below + ties/2) / (n - 1)."""
     return (
-        f"CASE WHEN count(*) OVER (PARTITION BY day) = 1 THEN 0.5 ELSE "
-        f"((rank() OVER (PARTITION BY day ORDER BY {value}) - 1) "
-        f"+ (count(*) OVER (PARTITION BY day, {value}) - 1) / 2.0) "
-        f"/ (count(*) OVER (PARTITION BY day) - 1) END"
+        f"CASE WHEN count(*) OVER (PARTITION BY metric_date) = 1 THEN 0.5::float8 ELSE "
+        f"((rank() OVER (PARTITION BY metric_date ORDER BY {value}) - 1) "
+        f"+ (count(*) OVER (PARTITION BY metric_date, {value}) - 1) / 2.0::float8) "
+        f"/ (count(*) OVER (PARTITION BY metric_date) - 1) END"
     )
 
 
 def score_sql() -> str:
-    """The weighted score over the `pct_<component>` columns, rounded to one decimal."""
-    terms = " + ".join(f"{weight!r} * pct_{name}" for name, weight in SCORE_WEIGHTS.items())
+    """The weighted score over the `<component>_percentile` columns, rounded to one decimal."""
+    terms = " + ".join(f"{weight!r} * {name}_percentile" for name, weight in SCORE_WEIGHTS.items())
     return f"round((100 * ({terms}))::numeric, 1)::float8"

@@ -14,11 +14,13 @@ from tasks.ai.llm import LLMSettings
 from tasks.sales import coaching
 from tasks.sales.coaching import (
     LLM_REPS_PER_SYNC,
+    CoachingCandidate,
     CoachingInput,
     LLMCoach,
     OfflineCoach,
     offline_recommendations,
     plan_coaching,
+    situation_digest,
 )
 from tasks.sales.salesboard import sync_salesboard
 from tests.sales.factory import ingest, item, make_reps
@@ -74,15 +76,27 @@ def test_a_rep_without_weak_spots_still_gets_one_recommendation() -> None:
     assert strong[0].category == "recognition" and "meetings" in strong[0].detail
 
 
-def _row(row_id: int, score: float, **fields: Any) -> AISalesboardMetric:
-    return AISalesboardMetric(
-        id=row_id,
-        performance_score=score,
-        score_components={"activity": {"percentile": 0.1, "value": 1, "team_median": 5}},
-        insights={"strengths": [], "opportunities": ["activity"], "trends": {}},
-        conversion_rates={},
-        funnel=[],
-        **fields,
+def _candidate(
+    row_id: int, activity: float = 0.1, source: CoachingSource | None = None, **fields: Any
+) -> CoachingCandidate:
+    inputs = _inputs({**MIDDLE, "activity": activity})
+    return CoachingCandidate(
+        row_id=row_id,
+        inputs=inputs,
+        source=source,
+        situation_hash=fields.get("situation_hash"),
+        recommendations=fields.get("recommendations", []),
+    )
+
+
+def _coached(candidate: CoachingCandidate, update: dict[str, Any]) -> CoachingCandidate:
+    """The candidate as the next sync sees it after `update` was written."""
+    return CoachingCandidate(
+        row_id=candidate.row_id,
+        inputs=candidate.inputs,
+        source=update["coaching_source"],
+        situation_hash=update["coaching_input_hash"],
+        recommendations=update["coaching_recommendations"],
     )
 
 
@@ -101,8 +115,8 @@ def _answer(title: str) -> str:
 def test_the_llm_coach_is_used_within_its_budget_and_upgrades_offline_coaching_later() -> None:
     with OpenAIServer(responder=lambda _: Reply.chat(_answer("From the model"))) as server:
         coach = LLMCoach(_llm_settings(server))
-        rows = [_row(i, 10.0 + i) for i in range(LLM_REPS_PER_SYNC + 3)]
-        updates = plan_coaching(rows, coach)
+        candidates = [_candidate(i) for i in range(LLM_REPS_PER_SYNC + 3)]
+        updates = plan_coaching(candidates, coach)
         sources = [u["coaching_source"] for u in updates]
         assert sources.count(CoachingSource.LLM) == LLM_REPS_PER_SYNC
         assert sources.count(CoachingSource.OFFLINE) == 3
@@ -111,21 +125,56 @@ def test_the_llm_coach_is_used_within_its_budget_and_upgrades_offline_coaching_l
         sent = server.requests(CHAT_PATH)[0].json
         assert sent["model"] == "gpt-test" and "percentile" in sent["messages"][1]["content"]
 
-        for row, update in zip(rows, updates, strict=True):
-            row.coaching_source = update["coaching_source"]
-            row.coaching_input_hash = update["coaching_input_hash"]
+        coached = [_coached(c, u) for c, u in zip(candidates, updates, strict=True)]
         # Next sync: unchanged LLM rows are skipped, the three offline ones are upgraded.
-        again = plan_coaching(rows, LLMCoach(_llm_settings(server)))
-        assert [u["id"] for u in again] == [r.id for r in rows[-3:]]
+        again = plan_coaching(coached, LLMCoach(_llm_settings(server)))
+        assert [u["id"] for u in again] == [c.row_id for c in coached[-3:]]
         assert {u["coaching_source"] for u in again} == {CoachingSource.LLM}
-        # The offline coach never rewrites coaching whose inputs did not change.
-        assert plan_coaching(rows, OfflineCoach()) == []
+        # The offline coach never rewrites coaching whose situation and text did not change.
+        assert plan_coaching(coached, OfflineCoach()) == []
+        offline = [_coached(c, u) for c, u in zip(coached[-3:], updates[-3:], strict=True)]
+        assert plan_coaching(offline, OfflineCoach()) == []
+
+
+def test_llm_advice_stands_while_the_situation_holds_and_is_asked_again_when_it_changes() -> None:
+    with OpenAIServer(responder=lambda _: Reply.chat(_answer("From the model"))) as server:
+        (first,) = plan_coaching([_candidate(1, activity=0.1)], LLMCoach(_llm_settings(server)))
+        stored = _coached(_candidate(1, activity=0.1), first)
+        # The team moved a little: other figures, same weak spot. The model is not asked again.
+        nudged = CoachingCandidate(
+            row_id=1,
+            inputs=_inputs({**MIDDLE, "activity": 0.2, "pipeline": 0.6}),
+            source=stored.source,
+            situation_hash=stored.situation_hash,
+            recommendations=stored.recommendations,
+        )
+        assert plan_coaching([nudged], LLMCoach(_llm_settings(server))) == []
+        # The rep climbed out of the bottom quartile: a new situation, a new answer.
+        climbed = CoachingCandidate(
+            row_id=1,
+            inputs=_inputs({**MIDDLE, "activity": 0.9}),
+            source=stored.source,
+            situation_hash=stored.situation_hash,
+            recommendations=stored.recommendations,
+        )
+        (update,) = plan_coaching([climbed], LLMCoach(_llm_settings(server)))
+        assert update["coaching_source"] is CoachingSource.LLM
+        assert update["coaching_input_hash"] != stored.situation_hash
+        assert len(server.requests(CHAT_PATH)) == 2
+
+
+def test_the_situation_is_which_rules_fire_not_the_figures_they_quote() -> None:
+    low = offline_recommendations(_inputs({**MIDDLE, "activity": 0.1}))
+    lower = offline_recommendations(_inputs({**MIDDLE, "activity": 0.0}))
+    assert low[0].detail != lower[0].detail
+    assert situation_digest(low) == situation_digest(lower)
+    assert situation_digest(low) != situation_digest(offline_recommendations(_inputs(MIDDLE)))
 
 
 def test_an_unavailable_llm_falls_back_to_the_rules_and_stops_asking_for_that_sync() -> None:
     with OpenAIServer(responder=lambda _: Reply.error(503, "overloaded")) as server:
         coach = LLMCoach(_llm_settings(server))
-        updates = plan_coaching([_row(1, 10.0), _row(2, 20.0), _row(3, 30.0)], coach)
+        updates = plan_coaching([_candidate(1), _candidate(2), _candidate(3)], coach)
     assert {u["coaching_source"] for u in updates} == {CoachingSource.OFFLINE}
     assert updates[0]["coaching_recommendations"][0]["title"] == "Raise outreach volume"
     # Two attempts for the first rep, then the coach knows the provider is down.
@@ -136,8 +185,8 @@ def test_unusable_model_output_falls_back_for_that_rep_only() -> None:
     with OpenAIServer() as server:
         server.script(CHAT_PATH, Reply.chat('{"recommendations": "none"}'), Reply.chat(_answer("Second rep")))
         coach = LLMCoach(_llm_settings(server))
-        first = coach.recommend(CoachingInput.from_row(_row(1, 10.0)))
-        second = coach.recommend(CoachingInput.from_row(_row(2, 20.0)))
+        first = coach.recommend(_candidate(1).inputs)
+        second = coach.recommend(_candidate(2).inputs)
     assert first[1] is CoachingSource.OFFLINE and first[0][0].title == "Raise outreach volume"
     assert second[1] is CoachingSource.LLM and second[0][0].title == "Second rep"
 

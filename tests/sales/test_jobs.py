@@ -22,9 +22,11 @@ def _run(task: str, workspace_id: int, **args: object) -> Job:
 def test_ingest_sync_and_learn_run_as_jobs(run_job, make_workspace) -> None:
     workspace_id = make_workspace()
     (rep,) = make_reps(workspace_id, 1)
-    at = datetime.now(UTC) - timedelta(hours=1)
+    now = datetime.now(UTC)
+    # Today (UTC, the workspace's timezone) whatever the hour the suite runs at: the board shows today's counts.
+    at = max(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
     activities = [item("email_sent", rep, at, f"L{i}", template="t1", industry="saas") for i in range(3)]
-    activities.append(item("email_replied", rep, at + timedelta(minutes=5), "L0", template="t1"))
+    activities.append(item("email_replied", rep, at + timedelta(seconds=30), "L0", template="t1"))
     activities.append(item("call", rep, at))
 
     ingested = _run("sales.ingest_activities", workspace_id, activities=activities)
@@ -91,13 +93,18 @@ def test_beat_fan_out_enqueues_one_sync_per_active_workspace_per_slot(run_job, m
     assert active in by_workspace and quiet not in by_workspace
     child = wait_for_job(by_workspace[active])
     assert child.task == "sales.sync_salesboard" and child.status == JobStatus.SUCCEEDED, child.error
-    assert child.result["metrics"][0]["rep_id"] == rep
+    assert child.args == {"workspace_id": active, "force": True}
+    assert child.result["metrics"][0]["rep_id"] == rep and child.result["cached"] is False
 
-    # A second beat in the same 5-minute slot finds the children already in the ledger.
+    # A second beat (or a redelivered fan-out) in the same 5-minute slot finds the child in the ledger; in the
+    # next slot it enqueues a new one. Either way the slot decides, never the number of beats.
     second = run_job("sales.schedule_salesboard_syncs")
+    with session_scope() as s:
+        second_children = s.scalars(select(Job).where(Job.parent_id == second.id, Job.workspace_id == active)).all()
     if second.result["slot"] == fan_out.result["slot"]:
-        with session_scope() as s:
-            assert s.scalars(select(Job).where(Job.parent_id == second.id)).all() == []
+        assert second_children == []
+    else:
+        assert len(second_children) == 1 and second_children[0].id != child.id
 
 
 def test_nightly_fan_out_skips_workspaces_that_disabled_learning(run_job, make_workspace) -> None:
@@ -123,3 +130,12 @@ def test_the_beat_entries_name_registered_sales_tasks() -> None:
     assert set(entries) == {"sales.schedule_salesboard_syncs", "sales.schedule_adaptive_learning"}
     for entry in entries.values():
         assert entry["task"] in app.tasks and entry["options"]["expires"] > 0
+
+
+def test_the_fan_out_slot_is_the_five_minutes_a_beat_falls_in() -> None:
+    from tasks.sales.fanout import five_minute_slot
+
+    slot = five_minute_slot(datetime(2026, 3, 10, 9, 5, 0, tzinfo=UTC))
+    assert slot == five_minute_slot(datetime(2026, 3, 10, 9, 9, 59, 999_999, tzinfo=UTC)) == "2026-03-10T09:05:00+00:00"
+    assert five_minute_slot(datetime(2026, 3, 10, 9, 10, tzinfo=UTC)) != slot
+    assert five_minute_slot(datetime(2026, 3, 10, 9, 4, 59, tzinfo=UTC)) != slot

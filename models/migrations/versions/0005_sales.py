@@ -1,4 +1,4 @@
-"""Sales intelligence: activity, AI Salesboard metrics and sync state, adaptive outbound configs.
+"""Sales intelligence: activity, AI Salesboard metrics, their daily rollup and sync state, adaptive outbound configs.
 
 Revision ID: 0005_sales
 Revises: 0001
@@ -30,10 +30,46 @@ DEAL_STAGES = ("prospecting", "qualified", "demo", "proposal", "negotiation")
 COMPANY_SIZES = ("1-10", "11-50", "51-200", "201-1000", "1001-5000", "5001+")
 TITLE_SENIORITIES = ("individual_contributor", "manager", "director", "vp", "c_suite", "owner")
 COACHING_SOURCES = ("llm", "offline")
+ROLLUP_COUNTS = (
+    "calls",
+    "emails_sent",
+    "emails_opened",
+    "emails_replied",
+    "meetings_booked",
+    "meetings_held",
+    "deals_won",
+    "deals_lost",
+    "events",
+)
+# The board's figures in column order: the day, the trailing 30 days, the trends (see models/sales.py).
+_TREND_METRICS = ("calls", "emails_sent", "emails_replied", "meetings_booked", "meetings_held")
+BOARD_COUNTS = (
+    *ROLLUP_COUNTS[:-1],
+    "pipeline_value_cents",
+    "won_value_cents",
+    *(f"{name}_30d" for name in ROLLUP_COUNTS[1:-1]),
+    "won_value_30d_cents",
+    *(f"{metric}_{window}" for metric in _TREND_METRICS for window in ("7d", "prior_7d", "prior_30d")),
+    "won_value_7d_cents",
+    "won_value_prior_7d_cents",
+    "won_value_prior_30d_cents",
+    "pipeline_7d_ago_cents",
+    "pipeline_30d_ago_cents",
+)
+_COMPONENTS = ("activity", "reply_rate", "meetings", "pipeline", "wins")
+BOARD_SCORES = (
+    "performance_score",
+    *(f"{name}_percentile" for name in _COMPONENTS),
+    *(f"team_median_{name}" for name in _COMPONENTS),
+)
 
 
 def _now() -> sa.TextClause:
     return sa.text("now()")
+
+
+def _zero(name: str, type_: sa.types.TypeEngine) -> sa.Column:
+    return sa.Column(name, type_, server_default="0", nullable=False)
 
 
 def upgrade() -> None:
@@ -94,26 +130,12 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.BigInteger(), nullable=False),
         sa.Column("rep_id", sa.BigInteger(), nullable=False),
         sa.Column("metric_date", sa.Date(), nullable=False),
-        *[
-            sa.Column(name, sa.Integer(), server_default="0", nullable=False)
-            for name in (
-                "calls",
-                "emails_sent",
-                "emails_opened",
-                "emails_replied",
-                "meetings_booked",
-                "meetings_held",
-                "deals_won",
-                "deals_lost",
-            )
-        ],
-        sa.Column("pipeline_value_cents", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("won_value_cents", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("conversion_rates", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
-        sa.Column("funnel", postgresql.JSONB(), server_default=sa.text("'[]'::jsonb"), nullable=False),
-        sa.Column("performance_score", sa.Float(), server_default="0", nullable=False),
-        sa.Column("score_components", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
-        sa.Column("insights", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+        *[_zero(name, sa.BigInteger() if name.endswith("_cents") else sa.Integer()) for name in BOARD_COUNTS],
+        *[_zero(name, sa.Float()) for name in BOARD_SCORES[:6]],
+        _zero("team_size", sa.Integer()),
+        *[_zero(name, sa.Float()) for name in BOARD_SCORES[6:]],
+        sa.Column("strengths", postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'::text[]"), nullable=False),
+        sa.Column("opportunities", postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'::text[]"), nullable=False),
         sa.Column(
             "coaching_recommendations", postgresql.JSONB(), server_default=sa.text("'[]'::jsonb"), nullable=False
         ),
@@ -144,6 +166,44 @@ def upgrade() -> None:
     )
     op.create_index("ix_ai_salesboard_metrics_workspace_date", "ai_salesboard_metrics", ["workspace_id", "metric_date"])
     op.create_index("ix_ai_salesboard_metrics_rep", "ai_salesboard_metrics", ["rep_id"])
+
+    op.create_table(
+        "sales_rep_days",
+        sa.Column("workspace_id", sa.BigInteger(), nullable=False),
+        sa.Column("metric_date", sa.Date(), nullable=False),
+        sa.Column("rep_id", sa.BigInteger(), nullable=False),
+        *[sa.Column(name, sa.Integer(), nullable=False) for name in ROLLUP_COUNTS],
+        sa.Column("won_value_cents", sa.BigInteger(), nullable=False),
+        sa.Column("pipeline_change_cents", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_sales_rep_days_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["rep_id"], ["team_members.id"], name=op.f("fk_sales_rep_days_rep_id_team_members"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "metric_date", "rep_id", name=op.f("pk_sales_rep_days")),
+    )
+    op.create_index("ix_sales_rep_days_rep", "sales_rep_days", ["rep_id"])
+
+    op.create_table(
+        "salesboard_rollups",
+        sa.Column("workspace_id", sa.BigInteger(), nullable=False),
+        sa.Column("timezone", sa.String(64), nullable=False),
+        sa.Column("covered_from", sa.Date(), nullable=False),
+        sa.Column("rolled_up_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("board_dirty_from", sa.Date(), nullable=True),
+        sa.Column("board_computed_through", sa.Date(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_salesboard_rollups_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_salesboard_rollups")),
+    )
 
     op.create_table(
         "salesboard_syncs",
@@ -194,6 +254,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("adaptive_ai_configs")
     op.drop_table("salesboard_syncs")
+    op.drop_table("salesboard_rollups")
+    op.drop_index("ix_sales_rep_days_rep", table_name="sales_rep_days")
+    op.drop_table("sales_rep_days")
     op.drop_index("ix_ai_salesboard_metrics_rep", table_name="ai_salesboard_metrics")
     op.drop_index("ix_ai_salesboard_metrics_workspace_date", table_name="ai_salesboard_metrics")
     op.drop_table("ai_salesboard_metrics")
