@@ -6,6 +6,7 @@ Worker subprocesses only (this module never uses the in-process worker fixture).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -160,8 +161,21 @@ def test_a_backfill_runs_in_batches_resumes_after_an_interruption_and_enqueues_e
         for job in jobs:
             assert wait_for_job(job.id, timeout=90).status == JobStatus.SUCCEEDED
 
+    # Salesboards: one forced sync per workspace with activity in the period (other tests may have added some).
     assert cli(["backfill", "salesboards", *period, "--no-progress"]) == 0
-    assert "0 job(s) enqueued" in capsys.readouterr().out
+    reported = re.search(r"(\d+) job\(s\) enqueued", capsys.readouterr().out)
+    assert reported is not None
+    with session_scope() as session:
+        sales_run = session.execute(
+            select(BackfillRun).where(
+                BackfillRun.kind == "salesboards", BackfillRun.period_end == today + timedelta(days=1)
+            )
+        ).scalar_one()
+        sales_jobs = session.execute(
+            select(Job.task, Job.args).where(Job.idempotency_key.like(f"backfill:{sales_run.id}:salesboards:%"))
+        ).all()
+    assert len(sales_jobs) == int(reported.group(1)) == sales_run.enqueued
+    assert all(task == "sales.sync_salesboard" and args["force"] is True for task, args in sales_jobs)
 
 
 @pytest.mark.parametrize(
