@@ -143,6 +143,11 @@ def aggregate_usage(
     max_chunks: int = DEFAULT_MAX_CHUNKS,
 ) -> AggregationResult:
     """Aggregate up to `max_chunks` id spans of `chunk_events` ids in the caller's transaction."""
+    isolation = session.execute(text("SHOW transaction_isolation")).scalar_one()
+    if isolation != "read committed":
+        # The horizon needs every statement to see what committed before it; under one transaction snapshot a
+        # transaction that commits between the first statement and the horizon would fall below it unseen.
+        raise RuntimeError(f"aggregate_usage needs READ COMMITTED, not {isolation.upper()}")
     row = session.execute(LOCK_WATERMARK, {"name": WATERMARK_NAME}).one()
     low, done_id = int(row.last_txid), int(row.last_event_id)
     high, max_id = row.pending_horizon, row.pending_max_event_id

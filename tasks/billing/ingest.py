@@ -26,7 +26,8 @@ MAX_QUANTITY = 10**12
 class UsageEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=200)
+    # No U+0000: PostgreSQL text cannot hold it, and left to the INSERT it would fail the whole batch.
+    event_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
     subscription_id: int = Field(gt=0)
     metric: Metric
     quantity: int = Field(gt=0, le=MAX_QUANTITY)
@@ -123,6 +124,24 @@ INSERT_EVENTS = text(
 )
 
 
+# event_id is unique across the platform (usage_events' unique key): an id another workspace already used cannot be
+# stored for this one. Such an event must not be reported as a duplicate (a producer treats that as "counted" and
+# drops it); it is rejected, saying nothing about the other event.
+EVENT_ID_TAKEN = "event_id: already used outside this workspace (event ids are unique across the platform: use a UUID)"
+
+# The ids ON CONFLICT skipped that belong to another workspace. A separate statement on purpose: under READ
+# COMMITTED it sees the rows a concurrent insert committed while ours waited on the conflict.
+TAKEN_ELSEWHERE = text(
+    "SELECT event_id FROM usage_events WHERE event_id = ANY(CAST(:event_ids AS text[])) AND workspace_id <> :ws"
+)
+
+
+def _taken_elsewhere(session: Session, workspace_id: int, event_ids: list[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    return set(session.execute(TAKEN_ELSEWHERE, {"event_ids": event_ids, "ws": workspace_id}).scalars())
+
+
 def store_events(
     session: Session,
     workspace_id: int,
@@ -146,7 +165,7 @@ def store_events(
         started = {row.id: row.started_at for row in rows}
 
     first_index: dict[str, int] = {}
-    duplicates: list[int] = []
+    repeats: list[tuple[int, str]] = []
     keep: list[tuple[int, UsageEventIn]] = []
     for index, event in enumerate(events):
         if event is None:
@@ -160,7 +179,7 @@ def store_events(
         elif event.occurred_at < subscription_started:
             rejected[index] = "occurred_at: before the subscription started"
         elif event.event_id in first_index:
-            duplicates.append(index)
+            repeats.append((index, event.event_id))
         else:
             first_index[event.event_id] = index
             keep.append((index, event))
@@ -180,7 +199,14 @@ def store_events(
                 },
             ).scalars()
         )
-    duplicates.extend(index for index, e in keep if e.event_id not in inserted)
+    not_inserted = [(index, e.event_id) for index, e in keep if e.event_id not in inserted]
+    foreign = _taken_elsewhere(session, workspace_id, [event_id for _, event_id in not_inserted])
+    duplicates: list[int] = []
+    for index, event_id in [*not_inserted, *repeats]:
+        if event_id in foreign:
+            rejected[index] = EVENT_ID_TAKEN
+        else:
+            duplicates.append(index)
     return IngestResult(
         accepted=len(inserted),
         duplicates=sorted(duplicates),

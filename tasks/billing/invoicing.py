@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from models.billing import InvoiceLineKind
 from models.core import Metric, PlanTier
-from tasks.billing.aggregation import period_usage
+from tasks.billing.aggregation import WATERMARK_NAME, period_usage
 from workers.errors import BadInput
 from workers.settings import get_settings
 
@@ -39,7 +39,18 @@ class PlanPrice:
     price_cents: int
     currency: str
     limits: dict[str, int | None]
-    overage_unit_cents: dict[str, int]
+    # As stored in plans.overage_unit_cents (a falsy price means "not priced"); read through unit_cents().
+    overage_unit_cents: dict[str, Any]
+
+    def unit_cents(self, metric: Metric) -> int:
+        """The metric's overage price, which must be whole cents: int(0.5) would bill the overage at 0."""
+        price = self.overage_unit_cents[metric.value]
+        whole = isinstance(price, int) or (isinstance(price, float) and price.is_integer())
+        if isinstance(price, bool) or not whole or price < 0:
+            raise ValueError(
+                f"plan {self.code.value}: overage price of {metric.value} must be whole cents, got {price!r}"
+            )
+        return int(price)
 
 
 @dataclass
@@ -56,21 +67,29 @@ class LineDraft:
     ends_at: datetime | None = None
 
 
-def load_plans(session: Session) -> dict[PlanTier, PlanPrice]:
-    rows = session.execute(
-        text("SELECT code::text, name, price_cents, currency, limits, overage_unit_cents FROM plans")
-    )
+PLANS_JSON = """
+    (SELECT json_agg(json_build_object('code', code, 'name', name, 'price_cents', price_cents, 'currency', currency,
+                                       'limits', limits, 'overage_unit_cents', overage_unit_cents))
+     FROM plans)
+"""
+
+
+def plans_from_json(rows: list[dict[str, Any]]) -> dict[PlanTier, PlanPrice]:
     return {
-        PlanTier(r.code): PlanPrice(
-            code=PlanTier(r.code),
-            name=r.name,
-            price_cents=int(r.price_cents),
-            currency=r.currency,
-            limits=dict(r.limits or {}),
-            overage_unit_cents={k: int(v) for k, v in (r.overage_unit_cents or {}).items() if v},
+        PlanTier(r["code"]): PlanPrice(
+            code=PlanTier(r["code"]),
+            name=r["name"],
+            price_cents=int(r["price_cents"]),
+            currency=r["currency"],
+            limits=dict(r["limits"] or {}),
+            overage_unit_cents={k: v for k, v in (r["overage_unit_cents"] or {}).items() if v},
         )
         for r in rows
     }
+
+
+def load_plans(session: Session) -> dict[PlanTier, PlanPrice]:
+    return plans_from_json(session.execute(text(f"SELECT {PLANS_JSON}")).scalar_one() or [])
 
 
 def prorate(amount_cents: int, seconds: int, period_seconds: int) -> int:
@@ -78,8 +97,14 @@ def prorate(amount_cents: int, seconds: int, period_seconds: int) -> int:
     return (2 * amount_cents * seconds + period_seconds) // (2 * period_seconds)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _seconds(start: datetime, end: datetime) -> int:
-    return int((end - start) // timedelta(seconds=1))
+    """Whole seconds from start to end, each bound counted at the second it falls in: segments cut at any instants
+    then add up exactly to their span (flooring each difference instead can lose a second per cut)."""
+    second = timedelta(seconds=1)
+    return (end - _EPOCH) // second - (start - _EPOCH) // second
 
 
 @dataclass(frozen=True)
@@ -105,7 +130,8 @@ def plan_lines(
     plan = changes[0].from_plan if changes else current_plan
     inside = [c for c in changes if c.effective_at < period_end]
     plan_at_end = inside[-1].to_plan if inside else plan
-    if not inside:
+    period_seconds = _seconds(period_start, period_end)
+    if not inside or period_seconds == 0:
         price = plans[plan]
         return [
             LineDraft(
@@ -119,7 +145,6 @@ def plan_lines(
                 ends_at=period_end,
             )
         ], plan_at_end
-    period_seconds = _seconds(period_start, period_end)
     lines = []
     start = period_start
     for change in [*inside, None]:
@@ -154,23 +179,45 @@ def _overage(usage: int, plan: PlanPrice, metric: Metric) -> int:
     return max(0, usage - int(limit))
 
 
-def _billed_quantities(
-    session: Session, subscription_id: int, usage_period_start: datetime, exclude_invoice_id: int | None
-) -> dict[Metric, int]:
-    rows = session.execute(
-        text(
-            """
-            SELECT l.metric::text AS metric, sum(l.quantity)::bigint AS quantity
-            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-            WHERE l.subscription_id = :id AND l.usage_period_start = :start
-              AND l.kind IN ('overage', 'late_usage_adjustment') AND i.status <> 'void'
-              AND i.id IS DISTINCT FROM :exclude
-            GROUP BY l.metric
-            """
-        ),
-        {"id": subscription_id, "start": usage_period_start, "exclude": exclude_invoice_id},
+# Every finalised earlier period of a priced plan, with its usage now (aggregates plus the tail past the watermark)
+# and what non-void invoices other than :exclude already billed for it, per metric: one statement whatever the
+# subscription's age (one snapshot too, so usage and billed quantities are read at the same instant).
+EARLIER_PERIODS_USAGE = text(
+    """
+    WITH wm AS (
+        SELECT last_txid, last_event_id, coalesce(pending_horizon, last_txid) AS pending_horizon
+        FROM usage_watermarks WHERE name = :watermark
+    ), invoiced AS (
+        SELECT period_start, period_end, plan_code FROM invoices
+        WHERE subscription_id = :id AND period_start < :start AND status IN ('open', 'paid')
+          AND plan_code::text = ANY(CAST(:priced AS text[]))
+    ), used AS (
+        SELECT inv.period_start, u.metric, sum(u.quantity)::bigint AS quantity
+        FROM invoiced inv CROSS JOIN LATERAL (
+            SELECT um.metric, um.quantity FROM usage_metrics um
+            WHERE um.subscription_id = :id AND um.period_start = inv.period_start
+            UNION ALL
+            SELECT e.metric, e.quantity FROM usage_events e CROSS JOIN wm
+            WHERE e.subscription_id = :id AND e.occurred_at >= inv.period_start AND e.occurred_at < inv.period_end
+              AND e.txid >= wm.last_txid AND (e.txid >= wm.pending_horizon OR e.id > wm.last_event_id)
+        ) u
+        GROUP BY 1, 2
+    ), billed AS (
+        SELECT l.usage_period_start AS period_start, l.metric, sum(l.quantity)::bigint AS quantity
+        FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+        WHERE l.subscription_id = :id AND l.usage_period_start < :start
+          AND l.kind IN ('overage', 'late_usage_adjustment') AND i.status <> 'void'
+          AND i.id IS DISTINCT FROM CAST(:exclude AS bigint)
+        GROUP BY 1, 2
     )
-    return {Metric(r.metric): int(r.quantity) for r in rows}
+    SELECT inv.period_start, inv.period_end, inv.plan_code::text AS plan_code, used.metric::text AS metric,
+           used.quantity AS used, coalesce(billed.quantity, 0)::bigint AS billed
+    FROM invoiced inv
+    JOIN used ON used.period_start = inv.period_start
+    LEFT JOIN billed ON billed.period_start = inv.period_start AND billed.metric = used.metric
+    ORDER BY inv.period_start, used.metric
+    """
+)
 
 
 def usage_lines(
@@ -192,7 +239,7 @@ def usage_lines(
         for metric in Metric:
             over = _overage(usage[metric], plan, metric)
             if over:
-                unit = plan.overage_unit_cents[metric.value]
+                unit = plan.unit_cents(metric)
                 lines.append(
                     LineDraft(
                         kind=InvoiceLineKind.OVERAGE,
@@ -207,39 +254,33 @@ def usage_lines(
                 )
     priced = [code.value for code, p in plans.items() if p.overage_unit_cents]
     earlier = session.execute(
-        text(
-            """
-            SELECT period_start, period_end, plan_code::text AS plan_code FROM invoices
-            WHERE subscription_id = :id AND period_start < :start AND status IN ('open', 'paid')
-              AND plan_code::text = ANY(:priced)
-            ORDER BY period_start
-            """
-        ),
-        {"id": subscription_id, "start": period_start, "priced": priced},
-    ).all()
-    for invoiced in earlier:
-        earlier_plan = plans[PlanTier(invoiced.plan_code)]
-        usage = period_usage(session, subscription_id, invoiced.period_start, invoiced.period_end)
-        billed = _billed_quantities(session, subscription_id, invoiced.period_start, invoice_id)
-        for metric in Metric:
-            delta = _overage(usage[metric], earlier_plan, metric) - billed.get(metric, 0)
-            if delta > 0:
-                unit = earlier_plan.overage_unit_cents[metric.value]
-                lines.append(
-                    LineDraft(
-                        kind=InvoiceLineKind.LATE_USAGE_ADJUSTMENT,
-                        description=(
-                            f"late {metric.value} for {invoiced.period_start:%Y-%m-%d} to "
-                            f"{invoiced.period_end:%Y-%m-%d}"
-                        ),
-                        quantity=delta,
-                        unit_amount_cents=unit,
-                        amount_cents=delta * unit,
-                        plan_code=earlier_plan.code,
-                        metric=metric,
-                        usage_period_start=invoiced.period_start,
-                    )
+        EARLIER_PERIODS_USAGE,
+        {
+            "watermark": WATERMARK_NAME,
+            "id": subscription_id,
+            "start": period_start,
+            "priced": priced,
+            "exclude": invoice_id,
+        },
+    )
+    for row in earlier:
+        earlier_plan = plans[PlanTier(row.plan_code)]
+        metric = Metric(row.metric)
+        delta = _overage(int(row.used), earlier_plan, metric) - int(row.billed)
+        if delta > 0:
+            unit = earlier_plan.unit_cents(metric)
+            lines.append(
+                LineDraft(
+                    kind=InvoiceLineKind.LATE_USAGE_ADJUSTMENT,
+                    description=f"late {metric.value} for {row.period_start:%Y-%m-%d} to {row.period_end:%Y-%m-%d}",
+                    quantity=delta,
+                    unit_amount_cents=unit,
+                    amount_cents=delta * unit,
+                    plan_code=earlier_plan.code,
+                    metric=metric,
+                    usage_period_start=row.period_start,
                 )
+            )
     return lines
 
 
@@ -287,7 +328,8 @@ def _lock_subscription(session: Session, subscription_id: int) -> Row[Any] | Non
     ).one_or_none()
 
 
-# One round trip: the subscription locked, the period's invoice if it exists, and its plan changes since then.
+# One round trip: the subscription locked, the period's invoice if it exists, its plan changes since then, when a
+# cancel was asked, and the plans (their prices as of this transaction).
 LOCK_FOR_INVOICE = text(
     """
     SELECT s.workspace_id, s.plan_code::text AS plan_code, s.status::text AS status, s.current_period_start,
@@ -295,7 +337,12 @@ LOCK_FOR_INVOICE = text(
            (SELECT coalesce(json_agg(json_build_array(h.from_plan_code, h.to_plan_code, h.effective_at)
                                      ORDER BY h.effective_at, h.id), '[]')
             FROM subscription_history_entries h
-            WHERE h.subscription_id = s.id AND h.change = 'plan_changed' AND h.effective_at > :start) AS changes
+            WHERE h.subscription_id = s.id AND h.change = 'plan_changed' AND h.effective_at > :start) AS changes,
+           (SELECT max(h.effective_at) FROM subscription_history_entries h
+            WHERE h.subscription_id = s.id AND h.change = 'cancel_scheduled') AS cancel_scheduled_at,
+           """
+    + PLANS_JSON
+    + """ AS plans
     FROM subscriptions s
     LEFT JOIN invoices i ON i.subscription_id = s.id AND i.period_start = :start
     WHERE s.id = :id
@@ -379,7 +426,13 @@ def generate_invoice(
         return {"invoice_id": None, "created": False, "skipped": "the period has not ended"}
 
     period_end = sub.current_period_end
-    plans = load_plans(session)
+    # Cancel-at-period-end means the period the customer was in when asking. Asked after this period ended (the
+    # roll had not run yet), it is the next one: roll on with the flag kept, and end with the next invoice. A flag
+    # set without a history row (older data) applies now.
+    cancel = bool(sub.cancel_at_period_end) and (
+        sub.cancel_scheduled_at is None or sub.cancel_scheduled_at < period_end
+    )
+    plans = plans_from_json(sub.plans)
     changes = [
         PlanChange(PlanTier(from_plan), PlanTier(to_plan), datetime.fromisoformat(at))
         for from_plan, to_plan, at in sub.changes
@@ -400,14 +453,14 @@ def generate_invoice(
             "subtotal": subtotal,
             "grace_until": period_end + timedelta(seconds=get_settings().billing_invoice_grace_seconds),
             "now": now,
-            "cancel": bool(sub.cancel_at_period_end),
+            "cancel": cancel,
             **_line_arrays(lines),
         },
     ).one_or_none()
     if written is None:
         # Only reachable if something wrote the invoice without taking the subscription lock.
         return {"invoice_id": None, "created": False, "skipped": "invoice already exists"}
-    if sub.cancel_at_period_end:
+    if cancel:
         session.execute(
             text(
                 """

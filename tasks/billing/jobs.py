@@ -60,18 +60,11 @@ def generate_invoices(self: JobTask, args: GenerateInvoicesArgs) -> dict[str, An
     due = invoicing.due_subscriptions(
         self.session, now=as_of, after_id=args.after_subscription_id, limit=args.chunk_size
     )
-    self.enqueue_children(
-        "billing.generate_invoice",
-        [
-            (
-                {"subscription_id": subscription_id, "period_start": period_start.isoformat()},
-                f"billing.generate_invoice:{subscription_id}:{period_start.isoformat()}:{bucket}",
-            )
-            for subscription_id, period_start in due
-        ],
-    )
     continued = False
     if len(due) == args.chunk_size:
+        # The continuation is written (and so published) before this chunk's invoices: the next chunk is found
+        # and fanned out while these are invoiced, instead of queueing behind them and leaving workers idle
+        # while it runs.
         try:
             self.enqueue_child(
                 "billing.generate_invoices",
@@ -82,6 +75,16 @@ def generate_invoices(self: JobTask, args: GenerateInvoicesArgs) -> dict[str, An
         except IdempotencyConflict:
             # A concurrent run of the same hour already continues after this cursor (with its own as_of).
             continued = False
+    self.enqueue_children(
+        "billing.generate_invoice",
+        [
+            (
+                {"subscription_id": subscription_id, "period_start": period_start.isoformat()},
+                f"billing.generate_invoice:{subscription_id}:{period_start.isoformat()}:{bucket}",
+            )
+            for subscription_id, period_start in due
+        ],
+    )
     return {"enqueued": len(due), "continued": continued, "as_of": as_of.isoformat()}
 
 

@@ -95,12 +95,20 @@ def create_subscription(
     )
 
 
-def _locked(session: Session, subscription_id: int) -> Row[Any]:
-    row = session.execute(
-        text("SELECT * FROM subscriptions WHERE id = :id FOR UPDATE"), {"id": subscription_id}
-    ).one_or_none()
+def _locked(session: Session, subscription_id: int, now: datetime) -> Row[Any]:
+    """The subscription, locked, with an ended trial settled first.
+
+    The trial's outcome is effective at its end, whenever process_trials gets to it (hourly): a change made after
+    that instant must come after it in the history, or the invoice would prorate from the wrong plan (a trial that
+    falls back to Free billed as the trialled plan) and a cancel would end the trial it was asked after.
+    """
+    query = text("SELECT * FROM subscriptions WHERE id = :id FOR UPDATE")
+    row = session.execute(query, {"id": subscription_id}).one_or_none()
     if row is None:
         raise BadInput(f"subscription {subscription_id} does not exist")
+    if row.status == SubscriptionStatus.TRIALING.value and row.trial_ends_at is not None and row.trial_ends_at <= now:
+        process_trials(session, now=now, subscription_id=subscription_id)
+        row = session.execute(query, {"id": subscription_id}).one()
     return row
 
 
@@ -110,7 +118,7 @@ def change_plan(
     """Upgrade or downgrade now; the period's invoice prorates to the second. False when nothing changed."""
     now = now or datetime.now(UTC)
     to_plan = PlanTier(to_plan)
-    sub = _locked(session, subscription_id)
+    sub = _locked(session, subscription_id, now)
     if sub.status == SubscriptionStatus.CANCELLED.value:
         raise BadInput(f"subscription {subscription_id} is cancelled")
     if sub.plan_code == to_plan.value:
@@ -132,7 +140,7 @@ def change_plan(
 def schedule_cancel(session: Session, subscription_id: int, *, now: datetime | None = None) -> bool:
     """Cancel at the end of the current period (the final invoice is still issued). False if already scheduled."""
     now = now or datetime.now(UTC)
-    sub = _locked(session, subscription_id)
+    sub = _locked(session, subscription_id, now)
     if sub.cancel_at_period_end or sub.status == SubscriptionStatus.CANCELLED.value:
         return False
     session.execute(
@@ -183,6 +191,7 @@ PROCESS_TRIALS = text(
                s.trial_ends_at, w.timezone
         FROM subscriptions s JOIN workspaces w ON w.id = s.workspace_id
         WHERE s.status = 'trialing' AND s.trial_ends_at <= :now
+          AND (CAST(:subscription_id AS bigint) IS NULL OR s.id = CAST(:subscription_id AS bigint))
         ORDER BY s.trial_ends_at, s.id
         LIMIT :limit
         FOR UPDATE OF s SKIP LOCKED
@@ -221,9 +230,15 @@ PROCESS_TRIALS = text(
 )
 
 
-def process_trials(session: Session, *, now: datetime | None = None, limit: int = 1000) -> dict[str, int]:
-    """Convert ended trials: to the trialled plan with a payment method, to Free without, or cancel."""
+def process_trials(
+    session: Session, *, now: datetime | None = None, limit: int = 1000, subscription_id: int | None = None
+) -> dict[str, int]:
+    """Convert ended trials: to the trialled plan with a payment method, to Free without, or cancel.
+
+    With `subscription_id`, only that subscription's trial (a lifecycle change settles it first).
+    """
     now = now or datetime.now(UTC)
-    changes = list(session.execute(PROCESS_TRIALS, {"now": now, "limit": limit}).scalars())
+    params = {"now": now, "limit": limit, "subscription_id": subscription_id}
+    changes = list(session.execute(PROCESS_TRIALS, params).scalars())
     counts = {change: changes.count(change) for change in ("trial_converted", "trial_ended_on_free", "cancelled")}
     return {**counts, "processed": len(changes)}

@@ -8,11 +8,18 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from freezegun import freeze_time
 from sqlalchemy import text
 
 from tasks.billing.aggregation import aggregate_usage, period_usage
 from tasks.billing.ingest import ingest_events
+from tasks.billing.lifecycle import process_trials
 from workers.db import new_session, session_scope
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
 
 
 def raw_event(sub_id: int, quantity: int, at: datetime, metric: str = "api_calls") -> dict[str, object]:
@@ -109,8 +116,9 @@ def test_an_event_committed_late_with_a_lower_id_is_not_skipped(
         with session_scope() as s:
             ingest_events(s, ws, [raw_event(sub, 7, now)])
         drain()
-        # The committed event is past the horizon the open transaction holds back; usage is still exact.
-        assert sum(aggregated(sub).values()) in (0, 7)
+        # The committed event is past the horizon the open transaction holds back: not aggregated yet (an id
+        # watermark would have taken it and moved past the open transaction's lower id), and usage is still exact.
+        assert aggregated(sub) == {}
         with session_scope() as s:
             assert period_usage(s, sub, start, end)["api_calls"] == 7
         slow.commit()
@@ -176,3 +184,43 @@ def test_events_after_an_unrolled_period_end_land_in_the_next_period(
         assert got[("api_calls", end)] == 5
     else:
         assert got[("api_calls", end)] == 2
+
+
+def test_late_trial_usage_lands_in_the_trial_period(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int]
+) -> None:
+    ws = new_workspace("Europe/Paris")
+    with freeze_time("2031-03-01T10:00:00Z"):
+        sub = new_subscription(ws, "starter", trial_days=14)
+    trial_start, trial_end = current_period(sub)
+    with freeze_time("2031-03-05T08:00:00Z"), session_scope() as s:
+        ingest_events(s, ws, [raw_event(sub, 3, utc(2031, 3, 5, 7))])
+    drain()
+    with freeze_time("2031-03-15T11:00:00Z"), session_scope() as s:
+        assert process_trials(s)["trial_converted"] == 1
+    # Usage from the trial's last days reported after the conversion: same trial period, not a made-up one.
+    with freeze_time("2031-03-15T11:30:00Z"), session_scope() as s:
+        ingest_events(s, ws, [raw_event(sub, 4, utc(2031, 3, 10)), raw_event(sub, 5, trial_end - timedelta(hours=2))])
+    drain()
+    assert aggregated(sub) == {("api_calls", trial_start): 12}
+
+
+def test_aggregation_refuses_a_transaction_snapshot(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int]
+) -> None:
+    # The horizon is only safe if each statement sees what committed before it: under REPEATABLE READ a transaction
+    # that committed between the run's first statement and its horizon would fall below the watermark unseen.
+    ws = new_workspace()
+    sub = new_subscription(ws, "starter", now=datetime.now(UTC) - timedelta(days=1))
+    with session_scope() as s:
+        ingest_events(s, ws, [raw_event(sub, 2, datetime.now(UTC))])
+    snapshot_session = new_session()
+    try:
+        snapshot_session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        with pytest.raises(RuntimeError, match="READ COMMITTED"):
+            aggregate_usage(snapshot_session)
+    finally:
+        snapshot_session.rollback()
+        snapshot_session.close()
+    drain()
+    assert sum(aggregated(sub).values()) == 2

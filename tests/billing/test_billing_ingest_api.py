@@ -147,3 +147,50 @@ def test_a_full_batch_of_10000_events_fits_the_usage_route_but_not_other_routes(
     # The same 1.3 MB elsewhere is over the general 1 MiB cap.
     padded = {"task": "system.ping", "args": {"message": "x"}, "pad": "y" * 1_300_000}
     assert client.post("/v1/jobs", json=padded).status_code == 413
+
+
+def test_an_event_id_another_workspace_used_is_never_reported_as_a_counted_duplicate(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int], api_client: Callable[[int], Any]
+) -> None:
+    ws, other_ws = new_workspace(), new_workspace()
+    sub = new_subscription(ws, "starter", now=datetime.now(UTC) - timedelta(days=1))
+    other_sub = new_subscription(other_ws, "starter", now=datetime.now(UTC) - timedelta(days=1))
+    shared_id = f"evt-{uuid.uuid4().hex}"
+    first = api_client(other_ws).post(
+        "/v1/usage/events", json={"events": [event(other_sub, quantity=4, event_id=shared_id)]}
+    )
+    assert first.json()["accepted"] == 1
+    # Event ids are unique across the platform: this workspace's event was not stored, so it must not be told
+    # "duplicate" (a producer treats that as counted and drops it); it is rejected, and the other tenant's event
+    # is neither changed nor described.
+    body = api_client(ws).post("/v1/usage/events", json={"events": [event(sub, quantity=9, event_id=shared_id)]}).json()
+    assert (body["accepted"], body["duplicate_indexes"]) == (0, [])
+    assert [r["index"] for r in body["rejected"]] == [0]
+    assert "event_id" in body["rejected"][0]["reason"]
+    assert str(other_ws) not in body["rejected"][0]["reason"] and str(other_sub) not in body["rejected"][0]["reason"]
+    assert (stored(sub), stored(other_sub)) == (0, 4)
+    # A real repeat inside the caller's own workspace is still a duplicate.
+    own_id = f"evt-{uuid.uuid4().hex}"
+    with session_scope() as s:
+        assert ingest_events(s, ws, [event(sub, quantity=2, event_id=own_id)]).accepted == 1
+    with session_scope() as s:
+        again = ingest_events(
+            s, ws, [event(sub, quantity=2, event_id=own_id), event(sub, quantity=3, event_id=shared_id)]
+        )
+    assert (again.accepted, again.duplicates, [r.index for r in again.rejected]) == (0, [0], [1])
+
+
+def test_an_event_id_with_a_nul_character_is_rejected_alone(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int], api_client: Callable[[int], Any]
+) -> None:
+    ws = new_workspace()
+    sub = new_subscription(ws, "starter", now=datetime.now(UTC) - timedelta(days=1))
+    # PostgreSQL text cannot hold U+0000: left to the INSERT, it would fail the whole batch with a 500.
+    batch = [event(sub, quantity=2, event_id=f"evt-{uuid.uuid4().hex}\u0000"), event(sub, quantity=5)]
+    response = api_client(ws).post("/v1/usage/events", json={"events": batch})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [r["index"] for r in body["rejected"]] == [0]
+    assert "event_id" in body["rejected"][0]["reason"]
+    assert stored(sub) == 5

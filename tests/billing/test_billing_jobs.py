@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 
 from models.core import JobStatus
+from tasks.billing.invoicing import generate_invoice
 from tests.support.jobs import enqueue, wait_for_job
 from tests.support.services import wait_until
 from workers.db import session_scope
@@ -112,10 +113,27 @@ def test_invoice_run_enqueued_twice_at_once_invoices_each_subscription_once(
     assert failed == 0
 
 
-def test_finalize_and_trials_jobs_run(run_job: Callable[..., Any]) -> None:
+def test_finalize_and_trials_jobs_run(
+    run_job: Callable[..., Any],
+    new_workspace: Callable[..., int],
+    new_subscription: Callable[..., int],
+    subscription_row: Callable[[int], Any],
+) -> None:
+    ws = new_workspace()
+    invoiced = new_subscription(ws, "starter", now=datetime.now(UTC) - timedelta(days=40))
+    with session_scope() as s:
+        draft = generate_invoice(s, invoiced, subscription_row(invoiced).current_period_start)["invoice_id"]
+    trialing = new_subscription(ws, "professional", now=datetime.now(UTC) - timedelta(days=20), trial_days=14)
+
     finalized = run_job("billing.finalize_invoices", limit=10_000)
     assert finalized.status == JobStatus.SUCCEEDED
-    assert "finalized" in finalized.result
+    assert finalized.result["finalized"] >= 1
+    with session_scope() as s:
+        status, number = s.execute(
+            text("SELECT status::text, number FROM invoices WHERE id = :id"), {"id": draft}
+        ).one()
+    assert status == "open" and number is not None
     trials = run_job("billing.process_trials")
     assert trials.status == JobStatus.SUCCEEDED
-    assert "processed" in trials.result
+    assert trials.result["processed"] >= 1
+    assert (subscription_row(trialing).state, subscription_row(trialing).plan) == ("active", "professional")

@@ -11,7 +11,8 @@ from freezegun import freeze_time
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tasks.billing.invoicing import generate_invoice
+from tasks.billing.invoicing import generate_invoice, prorate
+from tasks.billing.lifecycle import change_plan
 from workers.db import session_scope
 
 
@@ -110,6 +111,44 @@ def test_roll_through_a_leap_february_in_tokyo(
         assert made["total_cents"] == 4900
         rolled = subscription_row(sub_id)
         assert rolled.current_period_start == end
+    with session_scope() as s:
+        periods = s.execute(
+            text("SELECT period_start, period_end FROM invoices WHERE subscription_id = :id ORDER BY period_start"),
+            {"id": sub_id},
+        ).all()
+    assert [(p.period_start, p.period_end) for p in periods] == expected
+
+
+def test_month_end_anchor_across_daylight_saving_in_new_york_with_a_prorated_change(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int], subscription_row: Callable[[int], Any]
+) -> None:
+    ws = new_workspace("America/New_York")
+    # 21:00 on Jan 31 in New York (02:00 UTC on Feb 1): anchored on the local 31st, not on the UTC 1st.
+    with freeze_time("2028-02-01T02:00:00Z"):
+        sub_id = new_subscription(ws, "starter")
+    assert subscription_row(sub_id).billing_anchor_day == 31
+    expected = [
+        (utc(2028, 1, 31, 5), utc(2028, 2, 29, 5)),  # EST: Jan 31 -> Feb 29 (leap)
+        (utc(2028, 2, 29, 5), utc(2028, 3, 31, 4)),  # across the March 12 switch: 31 days less an hour
+        (utc(2028, 3, 31, 4), utc(2028, 4, 30, 4)),  # EDT: Mar 31 -> Apr 30
+    ]
+    switch = utc(2028, 3, 20, 17, 45, 30)  # inside the daylight-saving period: Starter -> Professional
+    with freeze_time(switch), session_scope() as s:
+        assert change_plan(s, sub_id, "professional") is True
+    totals = []
+    for start, end in expected:
+        with freeze_time(end + timedelta(minutes=5)), session_scope() as s:
+            made = generate_invoice(s, sub_id, start)
+        assert made["created"] is True
+        totals.append(made["total_cents"])
+    dst_seconds = 31 * 86_400 - 3_600
+    assert int((expected[1][1] - expected[1][0]).total_seconds()) == dst_seconds
+    before = int((switch - expected[1][0]).total_seconds())
+    assert totals == [
+        4900,
+        prorate(4900, before, dst_seconds) + prorate(29900, dst_seconds - before, dst_seconds),
+        29900,
+    ]
     with session_scope() as s:
         periods = s.execute(
             text("SELECT period_start, period_end FROM invoices WHERE subscription_id = :id ORDER BY period_start"),

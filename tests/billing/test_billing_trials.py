@@ -9,7 +9,8 @@ from typing import Any
 from freezegun import freeze_time
 from sqlalchemy import text
 
-from tasks.billing.lifecycle import process_trials
+from tasks.billing.invoicing import generate_invoice
+from tasks.billing.lifecycle import change_plan, process_trials, schedule_cancel
 from workers.db import session_scope
 
 
@@ -27,6 +28,17 @@ def history(sub: int) -> list[tuple[Any, ...]]:
             {"id": sub},
         )
         return [tuple(r) for r in rows]
+
+
+def made_lines(invoice_id: int) -> list[tuple[str, str, int]]:
+    with session_scope() as s:
+        rows = s.execute(
+            text(
+                "SELECT kind::text, plan_code::text, amount_cents FROM invoice_lines WHERE invoice_id = :id ORDER BY id"
+            ),
+            {"id": invoice_id},
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
 
 def run_trials() -> dict[str, int]:
@@ -89,3 +101,43 @@ def test_trial_cancelled_at_period_end_ends_with_the_trial(
     row = subscription_row(sub)
     assert (row.state, row.ended_at) == ("cancelled", row.trial_ends_at)
     assert [h[0] for h in history(sub)] == ["cancelled"]
+
+
+def test_a_plan_change_after_the_trial_ended_but_before_it_was_processed_keeps_history_in_order(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int], subscription_row: Callable[[int], Any]
+) -> None:
+    ws = new_workspace()
+    with freeze_time("2031-03-01T10:00:00Z"):
+        sub = new_subscription(ws, "starter", trial_days=14, has_payment_method=False)
+    trial_end = utc(2031, 3, 15, 10)
+    # 20 minutes after the trial ended, before the hourly process_trials: the trial is first settled at its end
+    # (to Free: no payment method), then the change applies from Free.
+    with freeze_time(trial_end + timedelta(minutes=20)), session_scope() as s:
+        assert change_plan(s, sub, "professional") is True
+    row = subscription_row(sub)
+    assert (row.state, row.plan, row.current_period_start) == ("active", "professional", trial_end)
+    assert [h[:3] for h in history(sub)] == [
+        ("trial_ended_on_free", "starter", "free"),
+        ("plan_changed", "free", "professional"),
+    ]
+    with freeze_time(row.current_period_end + timedelta(minutes=5)), session_scope() as s:
+        made = generate_invoice(s, sub, trial_end)
+    lines = made_lines(made["invoice_id"])
+    assert [(kind, plan) for kind, plan, _ in lines] == [("proration", "free"), ("proration", "professional")]
+    assert lines[0][2] == 0
+    run_trials()
+    assert [h[0] for h in history(sub)] == ["trial_ended_on_free", "plan_changed"]
+
+
+def test_a_cancel_after_the_trial_ended_but_before_it_was_processed_ends_the_first_paid_period(
+    new_workspace: Callable[..., int], new_subscription: Callable[..., int], subscription_row: Callable[[int], Any]
+) -> None:
+    ws = new_workspace()
+    with freeze_time("2031-03-01T10:00:00Z"):
+        sub = new_subscription(ws, "starter", trial_days=14)
+    trial_end = utc(2031, 3, 15, 10)
+    with freeze_time(trial_end + timedelta(minutes=20)), session_scope() as s:
+        assert schedule_cancel(s, sub) is True
+    row = subscription_row(sub)
+    assert (row.state, row.plan, row.cancel_at_period_end) == ("active", "starter", True)
+    assert [h[0] for h in history(sub)] == ["trial_converted", "cancel_scheduled"]

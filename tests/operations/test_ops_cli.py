@@ -159,7 +159,8 @@ def test_a_backfill_runs_in_batches_resumes_after_an_interruption_and_enqueues_e
     # The backfill's jobs are real jobs: a worker runs them.
     with WorkerProcess(queues=["analytics"], concurrency=2):
         for job in jobs:
-            assert wait_for_job(job.id, timeout=90).status == JobStatus.SUCCEEDED
+            finished = wait_for_job(job.id, timeout=90)
+            assert finished.status == JobStatus.SUCCEEDED, finished.error
 
     # Salesboards: one forced sync per workspace with activity in the period (other tests may have added some).
     assert cli(["backfill", "salesboards", *period, "--no-progress"]) == 0

@@ -59,7 +59,9 @@ $$;
 -- The period of one subscription an event at `at` belongs to. The current period first; after it, the periods the
 -- invoice roll will produce (continuing the chain from the current end, so a roll that happens an hour late keys
 -- usage exactly as the next invoice expects); before it, the invoiced period covering `at` (late usage lands in
--- the period its invoice billed); else the anniversary period, cut at the current start.
+-- the period its invoice billed); then the trial period (from local midnight of the start day to the trial's end,
+-- as create_subscription set it: its conversion re-anchors the subscription, so the anniversary rule below no
+-- longer describes it); else the anniversary period, cut at the current start.
 CREATE TYPE billing_period AS (period_start timestamptz, period_end timestamptz);
 
 CREATE FUNCTION billing_period_for(p_subscription_id bigint, p_at timestamptz) RETURNS billing_period
@@ -70,7 +72,8 @@ DECLARE
   period_start timestamptz;
   period_end timestamptz;
 BEGIN
-  SELECT s.current_period_start AS cps, s.current_period_end AS cpe, s.billing_anchor_day, s.status, w.timezone
+  SELECT s.current_period_start AS cps, s.current_period_end AS cpe, s.billing_anchor_day, s.status, w.timezone,
+         s.started_at, s.trial_ends_at
     INTO sub
     FROM subscriptions s JOIN workspaces w ON w.id = s.workspace_id
    WHERE s.id = p_subscription_id;
@@ -100,6 +103,12 @@ BEGIN
    WHERE i.subscription_id = p_subscription_id AND i.period_start <= p_at AND p_at < i.period_end;
   IF FOUND THEN
     RETURN ROW(period_start, period_end)::billing_period;
+  END IF;
+  IF sub.trial_ends_at IS NOT NULL AND p_at < sub.trial_ends_at THEN
+    period_start := date_trunc('day', sub.started_at AT TIME ZONE sub.timezone) AT TIME ZONE sub.timezone;
+    IF p_at >= period_start THEN
+      RETURN ROW(period_start, sub.trial_ends_at)::billing_period;
+    END IF;
   END IF;
   period_start := billing_period_start(p_at, sub.billing_anchor_day, sub.timezone);
   period_end := least(billing_period_end(period_start, sub.billing_anchor_day, sub.timezone), sub.cps);
