@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +27,19 @@ from api.store import ledger
 from workers.logging import configure_logging
 from workers.metrics import HTTP_LATENCY, QueueDepthCollector
 from workers.settings import get_settings
+
+log = logging.getLogger("artisan.api")
+
+# PostgreSQL unreachable, restarting or every pooled connection busy (PoolTimeout is a psycopg.OperationalError):
+# the request can succeed shortly, so 503 with Retry-After, which clients wait out, rather than a 500.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 
 class BodyLimit:
@@ -149,7 +165,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         # Publish what the relay still holds (anything left stays queued in the ledger for the sweeper).
-        await run_in_threadpool(relay.flush, 5.0)
+        if not await run_in_threadpool(relay.flush, 5.0):
+            log.warning("event=outbox-not-drained pending=%d left-to=sweeper", relay.pending)
         await token_bucket().close()
         await ledger.close()
 
@@ -179,6 +196,18 @@ def create_app() -> FastAPI:
         # A dict detail is already the error body (task and fields named); anything else becomes its message.
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The type only: a driver message names hosts and ports, and a DETAIL may quote row values.
+        log.warning("event=database-unavailable method=%s error=%s", request.method, type(exc).__name__)
+        return JSONResponse(
+            {"error": "the database is unavailable; retry shortly", "task": None, "fields": []},
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
 
     for module in pkgutil.iter_modules(api.routes.__path__):
         app.include_router(importlib.import_module(f"api.routes.{module.name}").router)

@@ -26,6 +26,9 @@ from workers.ledger import IdempotencyConflict, args_digest
 from workers.settings import get_settings
 
 POOL_MAX_SIZE = 10
+# How long a request waits for a pooled connection before it is answered 503 (PostgreSQL down or overloaded):
+# well under a client's timeout, so the client gets a Retry-After instead of a hung request.
+POOL_TIMEOUT_SECONDS = 5.0
 
 # The partial unique index (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL arbitrates;
 # a row without a key never conflicts (its id is a fresh uuid4).
@@ -72,6 +75,7 @@ class AsyncLedger:
             conninfo(get_settings().database_url),
             min_size=1,
             max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_SECONDS,
             open=False,
             kwargs={"autocommit": True, "connect_timeout": 5},
         )

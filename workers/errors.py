@@ -13,3 +13,8 @@ class Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class JobFailed(Exception):
+    """Raised in place of an error whose message may quote data (a database error's DETAIL quotes the row):
+    Celery logs the exception and sends it to Flower, so this one carries only the reason fit for both."""

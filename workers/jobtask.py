@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import random
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import kombu.exceptions
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 from models.core import Job, JobStatus
 from workers.contracts import TaskArgs
 from workers.db import get_engine, new_session
-from workers.errors import BadInput, Transient
+from workers.errors import BadInput, JobFailed, Transient
 from workers.ledger import (
     Publishable,
     UnknownTask,
@@ -79,6 +81,45 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
+def describe_error(exc: BaseException) -> str:
+    """A failure reason fit for the ledger (read through the API) and the logs.
+
+    A database error is told by its kind, SQLSTATE, the constraint, table or column involved and its primary
+    message, never by its DETAIL, which quotes the row ("Key (email)=(kim@example.com) already exists"), nor by a
+    data error's message, which quotes the value ('invalid input syntax for type integer: "…"').
+    """
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if not isinstance(orig, psycopg.Error):
+        return f"{type(exc).__name__}: {str(exc)[:500]}"
+    diag = orig.diag
+    parts = [type(orig).__name__]
+    if orig.sqlstate:
+        parts.append(f"SQLSTATE {orig.sqlstate}")
+    named = (("constraint", diag.constraint_name), ("table", diag.table_name), ("column", diag.column_name))
+    for label, value in named:
+        if value:
+            parts.append(f"{label} {value}")
+    if not isinstance(orig, psycopg.DataError):
+        # Without a server diagnostic (a connection that failed client-side) the first line says what happened.
+        message = diag.message_primary or (str(orig).splitlines() or [""])[0]
+        if message:
+            parts.append(message[:300])
+    return "database error: " + ", ".join(parts)
+
+
+def _quotes_data(exc: BaseException) -> bool:
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return isinstance(orig, psycopg.Error)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ledger's count of runs when this one started: every run of the job, whichever copy of its message."""
+
+    attempts: int
+    lost_runs: int
+
+
 def _lock_key(job_id: uuid.UUID) -> int:
     # pg advisory locks take a signed 64-bit key: the first 8 bytes of the uuid.
     return int.from_bytes(job_id.bytes[:8], "big", signed=True)
@@ -110,9 +151,15 @@ class JobTask(Task):
     @property
     def session(self) -> Session:
         state = self._state()
-        if state.get("session") is None:
+        session: Session | None = state.get("session")
+        if session is None:
             raise RuntimeError("JobTask.session is only available while a job runs")
-        return state["session"]
+        if state.get("body") is None:
+            # The body's writes go in a savepoint, begun at its first use of the session: on failure they are undone
+            # while the run's transaction (and with it the advisory lock) carries on to record the outcome. A body
+            # that never touches the database pays nothing for it.
+            state["body"] = session.begin_nested()
+        return session
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -189,47 +236,65 @@ class JobTask(Task):
 
         workspace_id = getattr(parsed, "workspace_id", None)
         state = self._state()
-        state.update(job_id=job_id, workspace_id=workspace_id, children=[])
+        state.update(job_id=job_id, workspace_id=workspace_id, children=[], claim=None, body=None)
+        # The run holds an advisory lock on the job for as long as its transaction lives, and "running with the
+        # lock free" means a lost run (to the claim below and to recovery). So the lock is let go only together
+        # with the outcome: the body's writes sit in a savepoint (see `session`), undone on failure while the
+        # transaction (and the lock) carries on to record the failure or the retry.
         session = new_session()
         try:
-            try:
-                locked = session.execute(select(func.pg_try_advisory_xact_lock(_lock_key(job_id)))).scalar_one()
-                if not locked:
-                    # The same job is running right now on another worker (a duplicate delivery): leave it be.
-                    log.info("job=%s task=%s event=skipped reason=running-elsewhere", job_id, self.name)
-                    session.rollback()
-                    return None
-                claim = self._claim(job_id, parsed, workspace_id)
-                if claim is None:
-                    session.rollback()
-                    return None
-                state["session"] = session
-                log.info("job=%s task=%s event=started attempt=%d", job_id, self.name, claim)
-                result = self.run(parsed)
-                if result is not None and not isinstance(result, dict):
-                    result = {"value": result}
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(status=JobStatus.SUCCEEDED, result=result, error=None, finished_at=func.clock_timestamp())
-                )
-                session.commit()
-            finally:
-                state["session"] = None
-                session.close()
+            locked = session.execute(select(func.pg_try_advisory_xact_lock(_lock_key(job_id)))).scalar_one()
+            if not locked:
+                # The same job is running right now on another worker (a duplicate delivery): leave it be.
+                log.info("job=%s task=%s event=skipped reason=running-elsewhere", job_id, self.name)
+                session.rollback()
+                return None
+            claim = self._claim(job_id, parsed, workspace_id)
+            if claim is None:
+                session.rollback()
+                return None
+            state["claim"] = claim
+            state["session"] = session
+            log.info("job=%s task=%s event=started attempt=%d", job_id, self.name, claim.attempts)
+            result = self.run(parsed)
+            body = state.get("body")
+            if body is not None and body.is_active:
+                body.commit()
+            if result is not None and not isinstance(result, dict):
+                result = {"value": result}
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status=JobStatus.SUCCEEDED, result=result, error=None, finished_at=func.clock_timestamp())
+            )
+            session.commit()
         except Retry:
             raise
         except (BadInput, SoftTimeLimitExceeded) as exc:
             reason = "soft time limit exceeded" if isinstance(exc, SoftTimeLimitExceeded) else str(exc)
-            self._safe_mark_failed(job_id, reason)
+            self._record_outcome(session, job_id, _failed(reason))
             log.warning("job=%s task=%s event=failed reason=%s", job_id, self.name, type(exc).__name__)
             raise
         except Exception as exc:
             if _is_transient(exc):
-                return self._retry_or_fail(job_id, exc)
-            self._safe_mark_failed(job_id, f"{type(exc).__name__}: {str(exc)[:500]}")
-            log.exception("job=%s task=%s event=failed reason=%s", job_id, self.name, type(exc).__name__)
+                return self._retry_or_fail(session, job_id, exc)
+            reason = describe_error(exc)
+            self._record_outcome(session, job_id, _failed(reason))
+            # The frames say where; the reason says what, without the values a database error quotes.
+            log.error(
+                "job=%s task=%s event=failed error=%r\n%s",
+                job_id,
+                self.name,
+                reason,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+            if _quotes_data(exc):
+                raise JobFailed(reason) from None
             raise
+        finally:
+            state["session"] = None
+            state["body"] = None
+            session.close()
         children = state["children"]
         state["children"] = []
         publish(children)
@@ -242,11 +307,11 @@ class JobTask(Task):
         )
         return result
 
-    def _claim(self, job_id: uuid.UUID, parsed: TaskArgs, workspace_id: int | None) -> int | None:
+    def _claim(self, job_id: uuid.UUID, parsed: TaskArgs, workspace_id: int | None) -> Claim | None:
         """Move the ledger row to running in one statement (creating it for a send_task job).
 
-        Returns the attempt number, or None when the job must not run: it is finished or cancelled, the ledger
-        names another task for this id, or it has lost too many runs already.
+        Returns the ledger's run counts, or None when the job must not run: it is finished or cancelled, the
+        ledger names another task for this id, or it has lost too many runs already.
         """
         args = parsed.model_dump(mode="json", exclude_unset=True)
         stmt = insert(Job).values(
@@ -257,6 +322,7 @@ class JobTask(Task):
             status=JobStatus.RUNNING,
             attempts=1,
             started_at=func.clock_timestamp(),
+            published_at=func.clock_timestamp(),
         )
         # A row found already running was never finished: its previous run was lost (killed worker, time limit).
         stmt = stmt.on_conflict_do_update(
@@ -266,7 +332,8 @@ class JobTask(Task):
                 "attempts": Job.attempts + 1,
                 "lost_runs": Job.lost_runs + case((Job.status == JobStatus.RUNNING, 1), else_=0),
                 "started_at": func.coalesce(Job.started_at, func.clock_timestamp()),
-                "published_at": None,
+                # The sweeper's clock for a running row starts at its latest claim, not at its first start.
+                "published_at": func.clock_timestamp(),
             },
             where=(Job.status.in_([JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING]))
             & (Job.task == stmt.excluded.task),
@@ -284,13 +351,14 @@ class JobTask(Task):
                     .where(Job.id == job_id)
                     .values(
                         status=JobStatus.FAILED,
-                        error=f"run lost {row.lost_runs} times (worker killed or hard time limit); giving up",
+                        error=f"run lost {row.lost_runs} times (worker killed, or its outcome could not be "
+                        "written while the database was unreachable); giving up",
                         finished_at=func.clock_timestamp(),
                     )
                 )
                 log.error("job=%s task=%s event=failed reason=lost-runs count=%d", job_id, self.name, row.lost_runs)
                 return None
-            return int(row.attempts)
+            return Claim(attempts=int(row.attempts), lost_runs=int(row.lost_runs))
 
     def _fail_bad_input(self, job_id: uuid.UUID, kwargs: dict[str, Any], reason: str) -> None:
         """Bad arguments: the job fails once, with the reason in the ledger, and the worker goes on."""
@@ -308,29 +376,62 @@ class JobTask(Task):
         log.warning("job=%s task=%s event=rejected workspace=%s reason=bad-arguments", job_id, self.name, workspace_id)
         return None
 
-    def _safe_mark_failed(self, job_id: uuid.UUID, reason: str) -> None:
+    def _record_outcome(
+        self, session: Session, job_id: uuid.UUID, values: dict[str, Any], *, retrying: bool = False
+    ) -> None:
+        """Write a failed or retrying outcome in the run's own transaction, after undoing the body's writes, so
+        the advisory lock is let go only with it. When that transaction is unusable (its database connection is
+        what failed, and the lock went with it), a short transaction of its own."""
+        allowed = (
+            Job.status == JobStatus.RUNNING
+            if retrying
+            else Job.status.notin_([JobStatus.SUCCEEDED, JobStatus.CANCELLED])
+        )
+        statement = update(Job).where(Job.id == job_id, allowed).values(**values)
         try:
-            mark_failed(job_id, reason)
+            nested = session.get_nested_transaction()
+            if nested is not None and nested.is_active:
+                nested.rollback()
+            session.execute(statement)
+            session.commit()
+            return
+        except Exception:
+            try:
+                session.rollback()
+            except Exception as rollback_exc:
+                log.debug("job=%s event=rollback-failed error=%s", job_id, type(rollback_exc).__name__)
+        try:
+            _ledger(statement)
         except Exception as exc:
+            # The database itself may be the trouble; a retry still goes through the broker, and a row left
+            # running is found by the sweeper (or recovery) and counted as a lost run.
             log.error("job=%s task=%s event=ledger-unavailable error=%s", job_id, self.name, type(exc).__name__)
 
-    def _retry_or_fail(self, job_id: uuid.UUID, exc: Exception) -> Any:
+    def _retry_or_fail(self, session: Session, job_id: uuid.UUID, exc: Exception) -> Any:
         retries = self.request.retries
-        reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+        claim: Claim | None = self._state().get("claim")
+        if claim is not None:
+            # The budget is the ledger's: Celery counts retries per chain of messages, and a re-published copy of
+            # the message (sweeper, relay, recovery) would start that count again at zero.
+            retries = max(retries, claim.attempts - 1 - claim.lost_runs)
+        reason = describe_error(exc)
         if retries >= self.max_retries:
-            self._safe_mark_failed(job_id, f"gave up after {retries + 1} attempts: {reason}")
+            self._record_outcome(session, job_id, _failed(f"gave up after {retries + 1} attempts: {reason}"))
             log.error("job=%s task=%s event=failed reason=retries-exhausted", job_id, self.name)
             raise exc
         countdown = backoff_seconds(retries, getattr(exc, "retry_after", None))
-        try:
-            _ledger(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-                .values(status=JobStatus.RETRYING, error=reason)
-            )
-        except Exception as ledger_exc:
-            # The database itself may be the transient trouble; the retry still goes through the broker.
-            log.warning("job=%s event=ledger-unavailable error=%s", job_id, type(ledger_exc).__name__)
+        # published_at is when the retry message comes due: the sweeper re-publishes the row only if that message
+        # is lost (the grace period after it), never ahead of the backoff.
+        self._record_outcome(
+            session,
+            job_id,
+            {
+                "status": JobStatus.RETRYING,
+                "error": reason,
+                "published_at": func.clock_timestamp() + timedelta(seconds=countdown),
+            },
+            retrying=True,
+        )
         log.warning(
             "job=%s task=%s event=retrying retry=%d countdown=%.1f reason=%s",
             job_id,
@@ -340,3 +441,7 @@ class JobTask(Task):
             type(exc).__name__,
         )
         raise self.retry(exc=exc, countdown=countdown, max_retries=self.max_retries)
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"status": JobStatus.FAILED, "error": reason[:2000], "finished_at": func.clock_timestamp()}

@@ -388,6 +388,8 @@ def _churn_units(session: Session, start: datetime, end: datetime, after: int, l
             """
             SELECT DISTINCT workspace_id FROM subscriptions
             WHERE started_at < :end AND (ended_at IS NULL OR ended_at >= :start) AND workspace_id > :after
+              -- Churn is scored as of now: only workspaces that still have a live subscription can be.
+              AND started_at <= now() AND (ended_at IS NULL OR ended_at > now())
             ORDER BY workspace_id LIMIT :limit
             """
         ),
@@ -401,7 +403,8 @@ def _churn_count(session: Session, start: datetime, end: datetime) -> int:
         session.execute(
             text(
                 "SELECT count(DISTINCT workspace_id) FROM subscriptions "
-                "WHERE started_at < :end AND (ended_at IS NULL OR ended_at >= :start)"
+                "WHERE started_at < :end AND (ended_at IS NULL OR ended_at >= :start) "
+                "AND started_at <= now() AND (ended_at IS NULL OR ended_at > now())"
             ),
             {"start": start, "end": end},
         ).scalar_one()

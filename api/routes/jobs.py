@@ -31,6 +31,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut},
     422: {"model": ErrorOut},
     429: {"model": ErrorOut},
+    503: {"model": ErrorOut},
 }
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +28,7 @@ from tests.support.env import ROOT
 from tests.support.jobs import job_row, run_job, wait_for_job
 from tests.support.services import wait_until
 from workers.db import session_scope
-from workers.ledger import sweep_stale
+from workers.ledger import record_jobs, sweep_stale
 
 
 @pytest.fixture(autouse=True)
@@ -220,6 +222,23 @@ def test_the_same_key_and_payload_return_the_job_and_another_payload_is_409(
     assert wait_for_job(first.json()["id"]).attempts == 1
 
 
+def test_concurrent_posts_with_one_key_make_one_job_published_once(asgi: Any, headers: dict[str, str]) -> None:
+    body = {"task": "system.ping", "args": {"message": "raced"}, "idempotency_key": f"race-{uuid.uuid4().hex}"}
+    before = _published()
+    start = threading.Barrier(8)
+
+    def post() -> Any:
+        start.wait(30)
+        return _post(asgi, headers, body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: post(), range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [202]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert _published() == before + 1
+    assert wait_for_job(responses[0].json()["id"]).attempts == 1
+
+
 # --- cancel -------------------------------------------------------------------------------------------------------
 def test_cancel_a_queued_job_and_a_later_delivery_is_skipped(asgi: Any, headers: dict[str, str]) -> None:
     from workers.app import app
@@ -271,6 +290,28 @@ def test_listing_is_newest_first_and_cursor_paginated(asgi: Any, headers: dict[s
     assert [item["id"] for item in cancelled] == [created[0]]
     assert asgi.get("/v1/jobs", params={"task": "ai.scan_content"}, headers=headers).json()["items"] == []
     assert asgi.get("/v1/jobs", params={"cursor": "garbage"}, headers=headers).status_code == 422
+
+
+def test_jobs_enqueued_together_page_by_id_and_none_is_skipped_or_repeated(
+    asgi: Any, workspace: int, headers: dict[str, str]
+) -> None:
+    # Children of one fan-out share their transaction's enqueued_at: the cursor's id breaks the tie.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with session_scope() as s:
+        created = record_jobs(
+            s, "system.ping", [({"message": f"c{i}"}, f"tie-{i}") for i in range(5)], default_workspace_id=workspace
+        )
+        s.execute(update(Job).where(Job.id.in_([c.id for c in created])).values(run_at=later))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = asgi.get("/v1/jobs", params=params, headers=headers).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted((str(c.id) for c in created), key=uuid.UUID, reverse=True)
 
 
 # --- scheduled jobs -----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from api.client import JobsClient
 from tests.api.helpers import UvicornServer
-from tests.support.services import WorkerProcess
+from tests.support.services import WorkerProcess, free_port
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,24 @@ def test_the_rate_limit_is_shared_by_two_api_processes(
     assert set(statuses) == {200, 429}
     # Free: burst 20 and 5 a second in all. Per-process buckets would have granted about 40.
     assert 20 <= granted <= 20 + 5 * elapsed + 1
+
+
+def test_while_postgresql_is_down_requests_are_503_with_retry_after_and_readyz_names_it(db_url: str) -> None:
+    # A 500 tells a client nothing; a 503 with Retry-After is what JobsClient (and any HTTP client) waits out.
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/artisan"
+    server = UvicornServer(env={"DATABASE_URL": dead}).start()
+    try:
+        headers = {"Authorization": f"Bearer ak_{'0' * 12}_{'x' * 43}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+            for response in (
+                http.get("/v1/jobs"),
+                http.post("/v1/jobs", json={"task": "system.ping", "args": {}}),
+            ):
+                assert response.status_code == 503, response.text
+                assert int(response.headers["Retry-After"]) >= 1
+                assert "database" in response.json()["error"] and "5432" not in response.text
+            ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["down"] == ["postgresql"]
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_tail()
