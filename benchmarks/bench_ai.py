@@ -82,9 +82,7 @@ def _run_jobs(workspace_id: int, jobs: int, run: str) -> float:
     def done() -> bool:
         with session_scope() as session:
             counts = dict(
-                session.execute(
-                    select(Job.status, func.count()).where(Job.id.in_(ids)).group_by(Job.status)
-                ).all()
+                session.execute(select(Job.status, func.count()).where(Job.id.in_(ids)).group_by(Job.status)).all()
             )
         if counts.get(JobStatus.FAILED):
             raise RuntimeError(f"{counts[JobStatus.FAILED]} benchmark jobs failed")
@@ -109,8 +107,9 @@ def _offline_rate() -> float:
     started_at = datetime.fromisoformat(CALL_START)
     participants = [Participant(name="Priya Shah"), Participant(name="Mark Davis")]
     transcripts = [_transcript("offline", i) for i in range(OFFLINE_TRANSCRIPTS)]
-    finish_actions(offline.extract_actions(normalise(transcripts[0])), normalise(transcripts[0]), participants,
-                   started_at)  # warm dateparser's language data
+    finish_actions(
+        offline.extract_actions(normalise(transcripts[0])), normalise(transcripts[0]), participants, started_at
+    )  # warm dateparser's language data
     started = time.perf_counter()
     for text in transcripts:
         turns = normalise(text)

@@ -40,10 +40,20 @@ _TIME = r"(?:\d{1,2}(?::\d{2})?\s?(?:am|pm|a\.m\.|p\.m\.))"
 # Order matters only for readability: the earliest match in the text wins, then the longest.
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # "EOD tomorrow", "end of day Friday", "tomorrow EOD": the end of that day, not of today.
-    ("eod_of_day", re.compile(rf"\b(?:eod|cob|end of (?:the )?(?:business )?day|close of business)\s+(?:on\s+)?"
-                              rf"(?P<day>tomorrow|{_WEEKDAY})\b")),
-    ("eod_of_day", re.compile(rf"\b(?P<day>tomorrow|{_WEEKDAY})\s+(?:eod|cob|end of (?:the )?(?:business )?day|"
-                              rf"close of business)\b")),
+    (
+        "eod_of_day",
+        re.compile(
+            rf"\b(?:eod|cob|end of (?:the )?(?:business )?day|close of business)\s+(?:on\s+)?"
+            rf"(?P<day>tomorrow|{_WEEKDAY})\b"
+        ),
+    ),
+    (
+        "eod_of_day",
+        re.compile(
+            rf"\b(?P<day>tomorrow|{_WEEKDAY})\s+(?:eod|cob|end of (?:the )?(?:business )?day|"
+            rf"close of business)\b"
+        ),
+    ),
     ("eod", re.compile(r"\b(?:eod|cob|end of (?:the )?(?:business )?day|close of business|by tonight|tonight)\b")),
     ("today", re.compile(r"\b(?:later )?today\b|\bthis (?:morning|afternoon|evening)\b")),
     ("eow", re.compile(r"\b(?:eow|end of (?:the |this )?week|later this week|this week)\b")),
@@ -56,10 +66,20 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("next_week", re.compile(r"\bnext week\b")),
     ("next_month", re.compile(r"\bnext month\b")),
     ("relative", re.compile(rf"\b(?:in|within)\s+(?:the\s+next\s+)?{_COUNT}\s+(?P<unit>hour|day|week|month)s?\b")),
-    ("dateparser", re.compile(rf"\b(?:tomorrow|day after tomorrow)(?:\s+(?:morning|afternoon|evening))?"
-                              rf"(?:\s+(?:at|by)\s+{_TIME})?\b")),
-    ("dateparser", re.compile(rf"\b(?:(?:this|next|on|by|before)\s+)?{_WEEKDAY}\b(?:\s+(?:morning|afternoon|evening))?"
-                              rf"(?:\s+(?:at|by)\s+{_TIME})?")),
+    (
+        "dateparser",
+        re.compile(
+            rf"\b(?:tomorrow|day after tomorrow)(?:\s+(?:morning|afternoon|evening))?"
+            rf"(?:\s+(?:at|by)\s+{_TIME})?\b"
+        ),
+    ),
+    (
+        "dateparser",
+        re.compile(
+            rf"\b(?:(?:this|next|on|by|before)\s+)?{_WEEKDAY}\b(?:\s+(?:morning|afternoon|evening))?"
+            rf"(?:\s+(?:at|by)\s+{_TIME})?"
+        ),
+    ),
     ("dateparser", re.compile(rf"\b{_MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?!:)")),
     ("dateparser", re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b")),
     ("dateparser", re.compile(r"\bthe \d{1,2}(?:st|nd|rd|th)\b")),

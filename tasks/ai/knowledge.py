@@ -225,9 +225,7 @@ def generate_knowledge_document(
     body, report.dropped_items = drop_unknown_turns(body, {t.index for t in turns})
     body, report.warnings = ground_document(body, turns)
     cited = cited_turns(body)
-    source_turns = [
-        {"index": t.index, "speaker": t.speaker, "text": t.text} for t in turns if t.index in cited
-    ]
+    source_turns = [{"index": t.index, "speaker": t.speaker, "text": t.text} for t in turns if t.index in cited]
     content = body.model_dump(mode="json", exclude={"title", "confidence"})
     inserted = session.execute(
         insert(KnowledgeDocument)

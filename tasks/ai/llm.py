@@ -265,28 +265,40 @@ def complete_structured(
                 if attempt < settings.max_attempts:
                     continue
             raise LLMRejected(
-                f"llm request rejected: HTTP {exc.status_code}", status=exc.status_code, attempts=attempt,
-                usage=usage, latency_ms=latency_ms,
+                f"llm request rejected: HTTP {exc.status_code}",
+                status=exc.status_code,
+                attempts=attempt,
+                usage=usage,
+                latency_ms=latency_ms,
             ) from None
         except openai.APIStatusError as exc:
             if exc.status_code not in _RETRYABLE_STATUS and exc.status_code < 500:
                 latency_ms += (time.monotonic() - started) * 1000
                 raise LLMRejected(
-                    f"llm request rejected: HTTP {exc.status_code}", status=exc.status_code, attempts=attempt,
-                    usage=usage, latency_ms=latency_ms,
+                    f"llm request rejected: HTTP {exc.status_code}",
+                    status=exc.status_code,
+                    attempts=attempt,
+                    usage=usage,
+                    latency_ms=latency_ms,
                 ) from None
             failure = f"HTTP {exc.status_code}"
             retry_after = retry_after_seconds(exc.response.headers)
         latency_ms += (time.monotonic() - started) * 1000
         if attempt >= settings.max_attempts:
             raise LLMUnavailable(
-                f"llm unavailable after {attempt} attempts: {failure}", retry_after=retry_after, attempts=attempt,
-                usage=usage, latency_ms=latency_ms,
+                f"llm unavailable after {attempt} attempts: {failure}",
+                retry_after=retry_after,
+                attempts=attempt,
+                usage=usage,
+                latency_ms=latency_ms,
             )
         delay = backoff_delay(attempt, settings, rng, retry_after)
         if delay > settings.max_inline_wait_seconds:
             raise LLMUnavailable(
-                f"llm asked to wait {delay:.0f}s: {failure}", retry_after=delay, attempts=attempt, usage=usage,
+                f"llm asked to wait {delay:.0f}s: {failure}",
+                retry_after=delay,
+                attempts=attempt,
+                usage=usage,
                 latency_ms=latency_ms,
             )
         log.warning("llm call failed, retrying", extra={"failure": failure, "attempt": attempt, "delay_s": delay})

@@ -78,9 +78,7 @@ _OUTBOUND_WORDS = re.compile(r"\b(?:you|your|over|him|her|them|the team|with you
 
 _COMPOUND = re.compile(r"\band (?:then )?(?:" + "|".join(sorted(_ACTION_VERBS)) + r")\b")
 _HEDGE = re.compile(r"\b(?:maybe|probably|might|try to|hopefully|i think|i guess|possibly|if i can|should be able)\b")
-_NEGATED = re.compile(
-    r"\b(?:won't|will not|can't|cannot|don't|do not|didn't|never|no need to|not going to|wouldn't)\b"
-)
+_NEGATED = re.compile(r"\b(?:won't|will not|can't|cannot|don't|do not|didn't|never|no need to|not going to|wouldn't)\b")
 _CONDITIONAL = re.compile(r"^\s*(?:if|when|once|unless|whether)\b|\bif (?:you|we|they) (?:want|decide|need|go)\b")
 
 _FIRST_PERSON = re.compile(
@@ -107,30 +105,62 @@ _QUESTION_SMALL_TALK = re.compile(
 )
 
 _OBJECTION_RULES: list[tuple[ObjectionCategory, re.Pattern[str], float]] = [
-    (ObjectionCategory.PRICE, re.compile(
-        r"\b(?:too expensive|pricey|expensive|costs? too much|over (?:our|the) budget|out of (?:our|the) budget|"
-        r"can't afford|cannot afford|price is (?:too )?(?:high|steep)|budget is tight|no budget|cheaper|"
-        r"price point|too much money|sticker shock)\b"), 0.8),
-    (ObjectionCategory.AUTHORITY, re.compile(
-        r"\b(?:run (?:it|this) by|check with|talk to|get approval from|sign[- ]off from|loop in|ask) (?:my|our|the)"
-        r" (?:boss|manager|vp|cfo|ceo|cro|cto|legal|procurement|director|board|head of \w+|leadership)\b|"
-        r"\bnot (?:my|really my) (?:decision|call)\b|\bdecision maker\b|\bneeds? (?:sign[- ]off|approval)\b"), 0.8),
-    (ObjectionCategory.NEED, re.compile(
-        r"\b(?:don't (?:really )?(?:need|see the need)|not a priority|(?:happy|fine|ok|okay) with (?:what we have|our "
-        r"current|the current)|not sure (?:we need|it's a fit|this is relevant|we'd use)|no (?:real )?use case|"
-        r"doesn't solve|not a problem for us|we manage fine)\b"), 0.75),
-    (ObjectionCategory.TIMING, re.compile(
-        r"\b(?:not the right time|bad timing|timing is(?:n't| not) (?:great|right)|next (?:quarter|year)|"
-        r"revisit (?:in|this|it)|too busy|after (?:the )?(?:holidays|renewal|re-?org)|not right now|maybe later|"
-        r"budget freeze|hiring freeze|in the middle of)\b"), 0.7),
-    (ObjectionCategory.COMPETITOR, re.compile(
-        r"\b(?:already (?:use|using|have|pay for)|under contract with|locked into|contract (?:with \w+ )?runs until|"
-        r"(?:they|\w+) (?:is|are) cheaper|switching costs?)\b"), 0.75),
-    (ObjectionCategory.TRUST, re.compile(
-        r"\b(?:security|privacy|compliance|gdpr|soc ?2|data residency) (?:concerns?|worries|questions|review|team)|"
-        r"\bworried about (?:data|security|privacy|compliance)|\bnever heard of (?:you|your company)\b|"
-        r"\b(?:don't|do not) trust\b|\bburned (?:before|by)\b|\btoo risky\b|\bhow do (?:i|we) know\b|"
-        r"\bhallucinat\w*|\bsounds? too good\b"), 0.75),
+    (
+        ObjectionCategory.PRICE,
+        re.compile(
+            r"\b(?:too expensive|pricey|expensive|costs? too much|over (?:our|the) budget|out of (?:our|the) budget|"
+            r"can't afford|cannot afford|price is (?:too )?(?:high|steep)|budget is tight|no budget|cheaper|"
+            r"price point|too much money|sticker shock)\b"
+        ),
+        0.8,
+    ),
+    (
+        ObjectionCategory.AUTHORITY,
+        re.compile(
+            r"\b(?:run (?:it|this) by|check with|talk to|get approval from|sign[- ]off from|loop in|ask) (?:my|our|the)"
+            r" (?:boss|manager|vp|cfo|ceo|cro|cto|legal|procurement|director|board|head of \w+|leadership)\b|"
+            r"\bnot (?:my|really my) (?:decision|call)\b|\bdecision maker\b|\bneeds? (?:sign[- ]off|approval)\b"
+        ),
+        0.8,
+    ),
+    (
+        ObjectionCategory.NEED,
+        re.compile(
+            r"\b(?:don't (?:really )?(?:need|see the need)|not a priority|"
+            r"(?:happy|fine|ok|okay) with (?:what we have|our current|the current)|"
+            r"not sure (?:we need|it's a fit|this is relevant|we'd use)|no (?:real )?use case|"
+            r"doesn't solve|not a problem for us|we manage fine)\b"
+        ),
+        0.75,
+    ),
+    (
+        ObjectionCategory.TIMING,
+        re.compile(
+            r"\b(?:not the right time|bad timing|timing is(?:n't| not) (?:great|right)|next (?:quarter|year)|"
+            r"revisit (?:in|this|it)|too busy|after (?:the )?(?:holidays|renewal|re-?org)|not right now|maybe later|"
+            r"budget freeze|hiring freeze|in the middle of)\b"
+        ),
+        0.7,
+    ),
+    (
+        ObjectionCategory.COMPETITOR,
+        re.compile(
+            r"\b(?:already (?:use|using|have|pay for)|under contract with|locked into|"
+            r"contract (?:with \w+ )?runs until|"
+            r"(?:they|\w+) (?:is|are) cheaper|switching costs?)\b"
+        ),
+        0.75,
+    ),
+    (
+        ObjectionCategory.TRUST,
+        re.compile(
+            r"\b(?:security|privacy|compliance|gdpr|soc ?2|data residency) (?:concerns?|worries|questions|review|team)|"
+            r"\bworried about (?:data|security|privacy|compliance)|\bnever heard of (?:you|your company)\b|"
+            r"\b(?:don't|do not) trust\b|\bburned (?:before|by)\b|\btoo risky\b|\bhow do (?:i|we) know\b|"
+            r"\bhallucinat\w*|\bsounds? too good\b"
+        ),
+        0.75,
+    ),
 ]
 _INTEGRATION = re.compile(r"\b(?:integrat\w*|sync\w*|connect\w*|plug\w* into|import\w* from|export\w* to)\b")
 _PROOF = re.compile(
@@ -154,11 +184,19 @@ _BUT = re.compile(r",?\s+\bbut\b\s+", re.IGNORECASE)
 _PROBE = re.compile(r"^(?:have you|how do you|how does|what happens when|does (?:it|that|\w+)|are you able|can you)\b")
 
 _STAGES: list[tuple[str, re.Pattern[str]]] = [
-    ("Qualification", re.compile(
-        r"\b(?:budget|timeline|decision|sign[- ]off|who else|procurement|by when|how many (?:reps|seats|users))\b")),
+    (
+        "Qualification",
+        re.compile(
+            r"\b(?:budget|timeline|decision|sign[- ]off|who else|procurement|by when|how many (?:reps|seats|users))\b"
+        ),
+    ),
     ("Discovery", re.compile(r"^(?:what|how|why|tell me|walk me|can you tell|could you tell|who|when|where|do you)\b")),
-    ("Presentation", re.compile(
-        r"\b(?:we|our platform|our product|you can|lets you|feature|integrat\w*|dashboard|demo|automat\w*)\b")),
+    (
+        "Presentation",
+        re.compile(
+            r"\b(?:we|our platform|our product|you can|lets you|feature|integrat\w*|dashboard|demo|automat\w*)\b"
+        ),
+    ),
 ]
 
 
@@ -175,11 +213,7 @@ class Roles:
 def infer_roles(turns: Sequence[Turn], internal_names: Iterable[str] = ()) -> Roles:
     """Speakers matching a team member's name are reps; without a match, the first speaker is (reps open calls)."""
     names = [n.casefold() for n in internal_names if n]
-    internal = {
-        t.speaker.casefold()
-        for t in turns
-        if any(_name_matches(t.speaker.casefold(), n) for n in names)
-    }
+    internal = {t.speaker.casefold() for t in turns if any(_name_matches(t.speaker.casefold(), n) for n in names)}
     if not internal:
         internal = {turns[0].speaker.casefold()}
     return Roles(internal=frozenset(internal))
@@ -307,8 +341,12 @@ def _action_from_sentence(
             return None
         owner = _addressee(sentence, turn, position, turns, speakers, participant_names)
         confidence = 0.7 if match.group("verb") else 0.6
-        start = match.start("verb") if match.group("verb") else match.start("verb2") if match.group("verb2") else (
-            match.start("verb3")
+        start = (
+            match.start("verb")
+            if match.group("verb")
+            else match.start("verb2")
+            if match.group("verb2")
+            else (match.start("verb3"))
         )
         clause = sentence[start:]
         kind = _classify(verb, lowered[start:], _context(turn, position, turns))
@@ -555,8 +593,10 @@ def _playbook(turns: Sequence[Turn], roles: Roles) -> Playbook:
     for rank, position in enumerate(rep_positions):
         turn = turns[position]
         previous = turns[position - 1] if position > 0 else None
-        after_objection = previous is not None and not roles.is_internal(previous.speaker) and any(
-            classify_objection(s) for s in sentences(previous.text)
+        after_objection = (
+            previous is not None
+            and not roles.is_internal(previous.speaker)
+            and any(classify_objection(s) for s in sentences(previous.text))
         )
         for sentence in sentences(turn.text):
             lowered = sentence.lower()

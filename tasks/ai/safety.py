@@ -147,7 +147,7 @@ _SSN_CONTEXT = re.compile(r"\b(?:ssn|social security|social sec|ss#|tax id|taxpa
 
 def analyzer() -> AnalyzerEngine:
     """Presidio's analyzer with pattern recognizers only, built once per process (threads share it; calls to it go
-through `_analyze_lock`)."""
+    through `_analyze_lock`)."""
     global _analyzer
     if _analyzer is not None:
         return _analyzer
@@ -373,14 +373,20 @@ def find_can_spam(content: str, context: ScanContext) -> list[Finding]:
     if _FAKE_THREAD.search(subject) and not context.in_reply_to:
         findings.append(
             Finding(
-                SafetyCategory.CAN_SPAM, "deceptive_subject", SafetySeverity.HIGH, SafetyAction.BLOCK,
+                SafetyCategory.CAN_SPAM,
+                "deceptive_subject",
+                SafetySeverity.HIGH,
+                SafetyAction.BLOCK,
                 detail={"rule": "reply_or_forward_without_thread"},
             )
         )
     elif _DECEPTIVE_SUBJECT.search(subject):
         findings.append(
             Finding(
-                SafetyCategory.CAN_SPAM, "deceptive_subject", SafetySeverity.HIGH, SafetyAction.BLOCK,
+                SafetyCategory.CAN_SPAM,
+                "deceptive_subject",
+                SafetySeverity.HIGH,
+                SafetyAction.BLOCK,
                 detail={"rule": "misleading_claim"},
             )
         )
@@ -414,7 +420,10 @@ def find_gdpr(content: str, context: ScanContext) -> list[Finding]:
     if categories:
         findings.append(
             Finding(
-                SafetyCategory.GDPR, "special_category_data", SafetySeverity.HIGH, SafetyAction.FLAG,
+                SafetyCategory.GDPR,
+                "special_category_data",
+                SafetySeverity.HIGH,
+                SafetyAction.FLAG,
                 detail={"categories": categories},
             )
         )

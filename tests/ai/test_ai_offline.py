@@ -170,8 +170,11 @@ def test_an_integration_question_is_not_a_competitor_objection() -> None:
 def test_faq_pairs_each_question_with_the_reps_answer() -> None:
     faq = _document(DocType.FAQ, FAQ_CALL)
     assert [(i.question, i.answer, i.turns) for i in faq.items] == [
-        ("How long does it take to warm up a new sending domain?",
-         "Usually about two weeks. We ramp volume automatically.", [1, 2]),
+        (
+            "How long does it take to warm up a new sending domain?",
+            "Usually about two weeks. We ramp volume automatically.",
+            [1, 2],
+        ),
         ("Can we bring our own email templates?", "Yes, you can import them from a CSV or paste them in.", [3, 4]),
     ]
 
@@ -189,11 +192,13 @@ def test_playbook_steps_land_in_the_stage_they_belong_to() -> None:
 def test_an_unpunctuated_monologue_is_clipped_not_a_failure() -> None:
     """Speech-to-text often has no full stops: one "sentence" of thousands of characters must still make items."""
     ramble = "we already use Outreach and honestly it is too expensive " * 60
-    turns = normalise([
-        {"speaker": "Rep", "text": "Can you tell me about your stack?"},
-        {"speaker": "Buyer", "text": ramble + "so can you send me your pricing by Friday"},
-        {"speaker": "Rep", "text": "I'll send the pricing by Friday " + "and our case studies " * 120},
-    ])
+    turns = normalise(
+        [
+            {"speaker": "Rep", "text": "Can you tell me about your stack?"},
+            {"speaker": "Buyer", "text": ramble + "so can you send me your pricing by Friday"},
+            {"speaker": "Rep", "text": "I'll send the pricing by Friday " + "and our case studies " * 120},
+        ]
+    )
     roles = offline.infer_roles(turns)
     for doc_type in DocType:
         assert offline.build_document(doc_type, turns, roles).confidence >= 0
@@ -218,16 +223,27 @@ def test_knowledge_document_job_is_idempotent_per_transcript_and_type(make_works
     session.execute(insert(TeamMember).values(workspace_id=workspace_id, email="p@a.test", name="Priya Shah"))
     session.commit()
     transcript = [*SALES_CALL[1:], {"speaker": "Mark", "text": f"Thanks. Ref {uuid.uuid4().hex}"}]
-    first = run_ai("ai.generate_knowledge_document", workspace_id=workspace_id, transcript=transcript,
-                   doc_type="objection_handler", source="call")
+    first = run_ai(
+        "ai.generate_knowledge_document",
+        workspace_id=workspace_id,
+        transcript=transcript,
+        doc_type="objection_handler",
+        source="call",
+    )
     assert first.status == JobStatus.SUCCEEDED, first.error
     assert first.result["engine"] == "offline" and first.result["llm"]["engine"] == "offline"
-    again = run_ai("ai.generate_knowledge_document", workspace_id=workspace_id, transcript=transcript,
-                   doc_type="objection_handler", source="call")
+    again = run_ai(
+        "ai.generate_knowledge_document",
+        workspace_id=workspace_id,
+        transcript=transcript,
+        doc_type="objection_handler",
+        source="call",
+    )
     assert again.result["deduplicated"] is True
     assert again.result["knowledge_document_id"] == first.result["knowledge_document_id"]
-    other_type = run_ai("ai.generate_knowledge_document", workspace_id=workspace_id, transcript=transcript,
-                        doc_type="faq")
+    other_type = run_ai(
+        "ai.generate_knowledge_document", workspace_id=workspace_id, transcript=transcript, doc_type="faq"
+    )
     assert other_type.result["knowledge_document_id"] != first.result["knowledge_document_id"]
 
     document = session.get(KnowledgeDocument, first.result["knowledge_document_id"])
@@ -240,9 +256,13 @@ def test_knowledge_document_job_is_idempotent_per_transcript_and_type(make_works
 @pytest.mark.usefixtures("celery_worker")
 def test_voice_actions_offline_then_a_document_from_the_stored_transcript(make_workspace: Any, session: Any) -> None:
     workspace_id = make_workspace()
-    job = run_ai("ai.extract_voice_actions", workspace_id=workspace_id,
-                 transcript=[*SALES_CALL, {"speaker": "Mark", "text": f"Bye. {uuid.uuid4().hex}"}],
-                 call_started_at=WEDNESDAY.isoformat(), participants=["Priya Shah", "Mark Davis"])
+    job = run_ai(
+        "ai.extract_voice_actions",
+        workspace_id=workspace_id,
+        transcript=[*SALES_CALL, {"speaker": "Mark", "text": f"Bye. {uuid.uuid4().hex}"}],
+        call_started_at=WEDNESDAY.isoformat(),
+        participants=["Priya Shah", "Mark Davis"],
+    )
     assert job.status == JobStatus.SUCCEEDED, job.error
     row = session.get(VoiceAction, job.result["voice_action_id"])
     assert row.status.value == "pending_review" and row.reviewed_by is None and row.engine.value == "offline"
@@ -251,23 +271,29 @@ def test_voice_actions_offline_then_a_document_from_the_stored_transcript(make_w
     assert action["due_at"].startswith("2026-03-13T17:00:00") and 0 < action["confidence"] <= 1
     assert action["evidence"] == "Priya: Makes sense. I'll send you a one-page ROI summary by Friday."
 
-    document = run_ai("ai.generate_knowledge_document", workspace_id=workspace_id, transcript_id=row.id,
-                      doc_type="battle_card")
+    document = run_ai(
+        "ai.generate_knowledge_document", workspace_id=workspace_id, transcript_id=row.id, doc_type="battle_card"
+    )
     assert document.status == JobStatus.SUCCEEDED, document.error
     stored = session.get(KnowledgeDocument, document.result["knowledge_document_id"])
     assert stored.voice_action_id == row.id and stored.content["competitor"] == "Outreach"
 
-    other_workspace = run_ai("ai.generate_knowledge_document", workspace_id=make_workspace(), transcript_id=row.id,
-                             doc_type="faq")
+    other_workspace = run_ai(
+        "ai.generate_knowledge_document", workspace_id=make_workspace(), transcript_id=row.id, doc_type="faq"
+    )
     assert other_workspace.status == JobStatus.FAILED and "not found" in (other_workspace.error or "")
 
 
 @pytest.mark.usefixtures("celery_worker")
 def test_audio_offline_is_a_clear_error_not_a_guess(make_workspace: Any, session: Any) -> None:
     workspace_id = make_workspace()
-    job = run_ai("ai.extract_voice_actions", workspace_id=workspace_id,
-                 audio={"data_base64": base64.b64encode(b"fake-audio").decode()},
-                 call_started_at=datetime.now(UTC).isoformat(), participants=[])
+    job = run_ai(
+        "ai.extract_voice_actions",
+        workspace_id=workspace_id,
+        audio={"data_base64": base64.b64encode(b"fake-audio").decode()},
+        call_started_at=datetime.now(UTC).isoformat(),
+        participants=[],
+    )
     assert job.status == JobStatus.FAILED and job.attempts == 1
     assert "transcription" in (job.error or "") and "offline" in (job.error or "")
     assert session.execute(select(VoiceAction).where(VoiceAction.workspace_id == workspace_id)).first() is None
@@ -280,9 +306,13 @@ def test_a_long_unpunctuated_turn_is_extracted_and_no_text_reaches_the_logs(
     caplog.set_level(logging.DEBUG)
     tag = uuid.uuid4().hex
     ramble = "I'll send you the notes " + f"and the figure {tag} " * 150 + "by Friday."
-    job = run_ai("ai.extract_voice_actions", workspace_id=make_workspace(),
-                 transcript=[{"speaker": "Ann", "text": "Can you recap?"}, {"speaker": "Bob", "text": ramble}],
-                 call_started_at=WEDNESDAY.isoformat(), participants=["Ann Lee", "Bob Stone"])
+    job = run_ai(
+        "ai.extract_voice_actions",
+        workspace_id=make_workspace(),
+        transcript=[{"speaker": "Ann", "text": "Can you recap?"}, {"speaker": "Bob", "text": ramble}],
+        call_started_at=WEDNESDAY.isoformat(),
+        participants=["Ann Lee", "Bob Stone"],
+    )
     assert job.status == JobStatus.SUCCEEDED, job.error
     row = session.get(VoiceAction, job.result["voice_action_id"])
     [action] = row.actions
@@ -299,19 +329,26 @@ def test_a_participant_from_another_workspace_is_refused(make_workspace: Any, se
         insert(TeamMember).values(workspace_id=other, email="o@b.test", name="Olga Other").returning(TeamMember.id)
     ).scalar_one()
     insider = session.execute(
-        insert(TeamMember).values(workspace_id=workspace_id, email="p@a.test", name="Priya Shah")
+        insert(TeamMember)
+        .values(workspace_id=workspace_id, email="p@a.test", name="Priya Shah")
         .returning(TeamMember.id)
     ).scalar_one()
     session.commit()
     call = {"workspace_id": workspace_id, "transcript": SALES_CALL, "call_started_at": WEDNESDAY.isoformat()}
-    refused = run_ai("ai.extract_voice_actions", **call,
-                     participants=[{"name": "Priya Shah", "team_member_id": insider},
-                                   {"name": "Olga Other", "team_member_id": outsider}])
+    refused = run_ai(
+        "ai.extract_voice_actions",
+        **call,
+        participants=[
+            {"name": "Priya Shah", "team_member_id": insider},
+            {"name": "Olga Other", "team_member_id": outsider},
+        ],
+    )
     assert refused.status == JobStatus.FAILED and refused.attempts == 1
     assert f"team_member_id {outsider} is not a member of this workspace" in (refused.error or "")
     assert session.execute(select(VoiceAction).where(VoiceAction.workspace_id == workspace_id)).first() is None
-    accepted = run_ai("ai.extract_voice_actions", **call,
-                      participants=[{"name": "Priya Shah", "team_member_id": insider}])
+    accepted = run_ai(
+        "ai.extract_voice_actions", **call, participants=[{"name": "Priya Shah", "team_member_id": insider}]
+    )
     assert accepted.status == JobStatus.SUCCEEDED, accepted.error
 
 
@@ -321,10 +358,14 @@ def test_nul_characters_are_refused_with_the_field_named() -> None:
     from workers.ledger import describe_validation_error, validate_args
 
     with pytest.raises(ValidationError) as caught:
-        validate_args("ai.extract_voice_actions", {
-            "workspace_id": 1, "call_started_at": WEDNESDAY.isoformat(),
-            "transcript": [{"speaker": "Ann", "text": "fine"}, {"speaker": "Bob", "text": "bad\x00byte"}],
-        })
+        validate_args(
+            "ai.extract_voice_actions",
+            {
+                "workspace_id": 1,
+                "call_started_at": WEDNESDAY.isoformat(),
+                "transcript": [{"speaker": "Ann", "text": "fine"}, {"speaker": "Bob", "text": "bad\x00byte"}],
+            },
+        )
     message = describe_validation_error("ai.extract_voice_actions", caught.value)
     assert "transcript.1.text contains a NUL character" in message and "bad" not in message
     with pytest.raises(ValidationError, match=r"context\.subject contains a NUL"):

@@ -156,8 +156,12 @@ def test_concurrent_duplicate_jobs_pay_for_one_call(use_openai: OpenAIServer, ma
     on two worker threads at once; the second waits on the cache key's lock and reads the first's answer."""
     workspace_id = make_workspace()
     use_openai.script(CHAT_PATH, Reply.chat(_answer(), delay_seconds=1.0), Reply.chat(_answer(), delay_seconds=1.0))
-    args = {"workspace_id": workspace_id, "transcript": _transcript(uuid.uuid4().hex), "call_started_at": CALL_START,
-            "participants": PARTICIPANTS}
+    args = {
+        "workspace_id": workspace_id,
+        "transcript": _transcript(uuid.uuid4().hex),
+        "call_started_at": CALL_START,
+        "participants": PARTICIPANTS,
+    }
     first, second = (enqueue("ai.extract_voice_actions", dict(args), workspace_id=workspace_id) for _ in range(2))
     jobs = [wait_for_job(first, 60), wait_for_job(second, 60)]
 
@@ -381,8 +385,14 @@ def test_a_long_transcript_is_split_to_the_budget_and_the_parts_merged(
     assert settings is not None
     report = EngineReport(engine="openai")
     parts = run_model(
-        session, settings, report, workspace_id=make_workspace(), prompt=VOICE_ACTIONS, schema=ActionDrafts,
-        turns=turns, values=lambda text: {"participants": "Priya", "call_started_at": CALL_START, "transcript": text},
+        session,
+        settings,
+        report,
+        workspace_id=make_workspace(),
+        prompt=VOICE_ACTIONS,
+        schema=ActionDrafts,
+        turns=turns,
+        values=lambda text: {"participants": "Priya", "call_started_at": CALL_START, "transcript": text},
         chunk_tokens=400,
     )
     requests = use_openai.requests(CHAT_PATH)

@@ -23,9 +23,19 @@ from workers.db import new_session
 from workers.errors import BadInput
 
 EXTRACTED = [
-    {"type": "follow_up", "title": "Send the ROI summary", "description": "Priya sends it", "owner": "Priya Shah",
-     "owner_email": None, "due_at": "2026-03-13T17:00:00-05:00", "due_phrase": "by Friday", "confidence": 0.9,
-     "evidence": "Priya: I'll send you the ROI summary by Friday.", "turn_index": 6, "warnings": []},
+    {
+        "type": "follow_up",
+        "title": "Send the ROI summary",
+        "description": "Priya sends it",
+        "owner": "Priya Shah",
+        "owner_email": None,
+        "due_at": "2026-03-13T17:00:00-05:00",
+        "due_phrase": "by Friday",
+        "confidence": 0.9,
+        "evidence": "Priya: I'll send you the ROI summary by Friday.",
+        "turn_index": 6,
+        "warnings": [],
+    },
 ]
 
 
@@ -43,8 +53,13 @@ def _voice_action(session: Any, workspace_id: int) -> int:
     row_id = session.execute(
         insert(VoiceAction)
         .values(
-            workspace_id=workspace_id, input_kind="text", transcript=[], transcript_hash="0" * 64,
-            input_hash=uuid.uuid4().hex, call_started_at=datetime(2026, 3, 11, 20, tzinfo=UTC), actions=EXTRACTED,
+            workspace_id=workspace_id,
+            input_kind="text",
+            transcript=[],
+            transcript_hash="0" * 64,
+            input_hash=uuid.uuid4().hex,
+            call_started_at=datetime(2026, 3, 11, 20, tzinfo=UTC),
+            actions=EXTRACTED,
             engine="offline",
         )
         .returning(VoiceAction.id)
@@ -57,8 +72,15 @@ def _safety_log(session: Any, workspace_id: int) -> int:
     row_id = session.execute(
         insert(AISafetyLog)
         .values(
-            workspace_id=workspace_id, scan_id=uuid.uuid4(), ordinal=0, channel="email", category="pii",
-            finding_type="credit_card", severity="critical", action="modify", content_hash="0" * 64,
+            workspace_id=workspace_id,
+            scan_id=uuid.uuid4(),
+            ordinal=0,
+            channel="email",
+            category="pii",
+            finding_type="credit_card",
+            severity="critical",
+            action="modify",
+            content_hash="0" * 64,
         )
         .returning(AISafetyLog.id)
     ).scalar_one()
@@ -71,17 +93,29 @@ def test_approving_records_who_and_when_and_a_second_review_is_refused(make_work
     reviewer, other_reviewer = _member(session, workspace_id), _member(session, workspace_id)
     row_id = _voice_action(session, workspace_id)
     with freeze_time("2026-03-12T09:30:00Z"):
-        row = review_voice_action(session, workspace_id=workspace_id, voice_action_id=row_id, reviewer_id=reviewer,
-                                  decision=VoiceActionStatus.APPROVED)
+        row = review_voice_action(
+            session,
+            workspace_id=workspace_id,
+            voice_action_id=row_id,
+            reviewer_id=reviewer,
+            decision=VoiceActionStatus.APPROVED,
+        )
     session.commit()
     assert (row.status, row.reviewed_by, row.reviewed_at) == (
-        VoiceActionStatus.APPROVED, reviewer, datetime(2026, 3, 12, 9, 30, tzinfo=UTC)
+        VoiceActionStatus.APPROVED,
+        reviewer,
+        datetime(2026, 3, 12, 9, 30, tzinfo=UTC),
     )
     assert row.actions == EXTRACTED and row.edited_actions is None
 
     with pytest.raises(ReviewConflict, match="already reviewed"):
-        review_voice_action(session, workspace_id=workspace_id, voice_action_id=row_id, reviewer_id=other_reviewer,
-                            decision=VoiceActionStatus.REJECTED)
+        review_voice_action(
+            session,
+            workspace_id=workspace_id,
+            voice_action_id=row_id,
+            reviewer_id=other_reviewer,
+            decision=VoiceActionStatus.REJECTED,
+        )
     session.rollback()
     stored = session.execute(select(VoiceAction).where(VoiceAction.id == row_id)).scalar_one()
     assert (stored.status, stored.reviewed_by) == (VoiceActionStatus.APPROVED, reviewer)
@@ -97,16 +131,32 @@ def test_an_edit_keeps_the_extraction_beside_the_reviewers_version(make_workspac
     with pytest.raises(BadInput, match="edited_actions go with"):
         review_voice_action(session, **common, decision=VoiceActionStatus.APPROVED, edited_actions=[])
     with pytest.raises(BadInput, match=r"0\.type"):
-        review_voice_action(session, **common, decision=VoiceActionStatus.EDITED,
-                            edited_actions=[{"type": "meeting", "title": "x"}])
-    edited = [{"type": "task", "title": "Send the ROI summary to the CFO", "owner": "Priya Shah",
-               "due_at": "2026-03-16T17:00:00-05:00", "turn_index": 6}]
+        review_voice_action(
+            session, **common, decision=VoiceActionStatus.EDITED, edited_actions=[{"type": "meeting", "title": "x"}]
+        )
+    edited = [
+        {
+            "type": "task",
+            "title": "Send the ROI summary to the CFO",
+            "owner": "Priya Shah",
+            "due_at": "2026-03-16T17:00:00-05:00",
+            "turn_index": 6,
+        }
+    ]
     row = review_voice_action(session, **common, decision=VoiceActionStatus.EDITED, edited_actions=edited)
     session.commit()
     assert row.status == VoiceActionStatus.EDITED and row.actions == EXTRACTED
-    assert row.edited_actions == [{"type": "task", "title": "Send the ROI summary to the CFO", "description": "",
-                                   "owner": "Priya Shah", "owner_email": None,
-                                   "due_at": "2026-03-16T17:00:00-05:00", "turn_index": 6}]
+    assert row.edited_actions == [
+        {
+            "type": "task",
+            "title": "Send the ROI summary to the CFO",
+            "description": "",
+            "owner": "Priya Shah",
+            "owner_email": None,
+            "due_at": "2026-03-16T17:00:00-05:00",
+            "turn_index": 6,
+        }
+    ]
 
 
 def test_only_members_of_the_workspace_with_a_deciding_role_may_review(make_workspace: Any, session: Any) -> None:
@@ -116,27 +166,56 @@ def test_only_members_of_the_workspace_with_a_deciding_role_may_review(make_work
     voice_id, log_id = _voice_action(session, workspace_id), _safety_log(session, workspace_id)
 
     with pytest.raises(BadInput, match="not a member of this workspace"):
-        review_voice_action(session, workspace_id=workspace_id, voice_action_id=voice_id, reviewer_id=outsider,
-                            decision=VoiceActionStatus.APPROVED)
+        review_voice_action(
+            session,
+            workspace_id=workspace_id,
+            voice_action_id=voice_id,
+            reviewer_id=outsider,
+            decision=VoiceActionStatus.APPROVED,
+        )
     with pytest.raises(BadInput, match="a viewer may not"):
-        review_voice_action(session, workspace_id=workspace_id, voice_action_id=voice_id, reviewer_id=viewer,
-                            decision=VoiceActionStatus.APPROVED)
+        review_voice_action(
+            session,
+            workspace_id=workspace_id,
+            voice_action_id=voice_id,
+            reviewer_id=viewer,
+            decision=VoiceActionStatus.APPROVED,
+        )
     with pytest.raises(BadInput, match="a member may not"):
-        review_safety_log(session, workspace_id=workspace_id, safety_log_id=log_id, reviewer_id=member,
-                          decision=SafetyReviewStatus.DISMISSED)
+        review_safety_log(
+            session,
+            workspace_id=workspace_id,
+            safety_log_id=log_id,
+            reviewer_id=member,
+            decision=SafetyReviewStatus.DISMISSED,
+        )
     # Another workspace's row is "not found", the same as a missing one, even for that workspace's owner.
     with pytest.raises(BadInput, match="not found in this workspace"):
-        review_voice_action(session, workspace_id=other_workspace, voice_action_id=voice_id, reviewer_id=outsider,
-                            decision=VoiceActionStatus.APPROVED)
+        review_voice_action(
+            session,
+            workspace_id=other_workspace,
+            voice_action_id=voice_id,
+            reviewer_id=outsider,
+            decision=VoiceActionStatus.APPROVED,
+        )
     session.rollback()
     assert session.get(VoiceAction, voice_id).status == VoiceActionStatus.PENDING_REVIEW
 
     with freeze_time("2026-11-20T08:00:00Z"):
-        finding = review_safety_log(session, workspace_id=workspace_id, safety_log_id=log_id, reviewer_id=admin,
-                                    decision=SafetyReviewStatus.CONFIRMED, note="real card number")
+        finding = review_safety_log(
+            session,
+            workspace_id=workspace_id,
+            safety_log_id=log_id,
+            reviewer_id=admin,
+            decision=SafetyReviewStatus.CONFIRMED,
+            note="real card number",
+        )
     session.commit()
     assert (finding.review_status, finding.reviewed_by, finding.reviewed_at, finding.review_note) == (
-        SafetyReviewStatus.CONFIRMED, admin, datetime(2026, 11, 20, 8, tzinfo=UTC), "real card number"
+        SafetyReviewStatus.CONFIRMED,
+        admin,
+        datetime(2026, 11, 20, 8, tzinfo=UTC),
+        "real card number",
     )
 
 
@@ -144,15 +223,25 @@ def test_two_reviewers_racing_cannot_both_win(make_workspace: Any, session: Any)
     workspace_id = make_workspace()
     first, second = _member(session, workspace_id), _member(session, workspace_id)
     row_id = _voice_action(session, workspace_id)
-    review_voice_action(session, workspace_id=workspace_id, voice_action_id=row_id, reviewer_id=first,
-                        decision=VoiceActionStatus.APPROVED)  # holds the row lock until commit
+    review_voice_action(
+        session,
+        workspace_id=workspace_id,
+        voice_action_id=row_id,
+        reviewer_id=first,
+        decision=VoiceActionStatus.APPROVED,
+    )  # holds the row lock until commit
     outcome: list[BaseException | None] = []
 
     def second_reviewer() -> None:
         other = new_session()
         try:
-            review_voice_action(other, workspace_id=workspace_id, voice_action_id=row_id, reviewer_id=second,
-                                decision=VoiceActionStatus.REJECTED)
+            review_voice_action(
+                other,
+                workspace_id=workspace_id,
+                voice_action_id=row_id,
+                reviewer_id=second,
+                decision=VoiceActionStatus.REJECTED,
+            )
             other.commit()
             outcome.append(None)
         except BaseException as exc:  # handed to the test thread to assert on
@@ -180,7 +269,8 @@ def test_the_database_holds_the_review_rules_for_any_writer(make_workspace: Any,
     bad_changes = [
         update(VoiceAction).where(VoiceAction.id == row_id).values(status="approved"),  # decided without a time
         update(VoiceAction).where(VoiceAction.id == row_id).values(reviewed_by=reviewer),  # reviewer, still pending
-        update(VoiceAction).where(VoiceAction.id == row_id)  # edited without the reviewer's version
+        update(VoiceAction)
+        .where(VoiceAction.id == row_id)  # edited without the reviewer's version
         .values(status="edited", reviewed_by=reviewer, reviewed_at=datetime.now(UTC)),
         update(AISafetyLog).where(AISafetyLog.id == log_id).values(review_status="dismissed"),
         update(AISafetyLog).where(AISafetyLog.id == log_id).values(reviewed_at=datetime.now(UTC)),  # time, pending
@@ -196,10 +286,20 @@ def test_removing_a_reviewer_keeps_the_decision_and_its_time(make_workspace: Any
     workspace_id = make_workspace()
     reviewer = _member(session, workspace_id, role="admin")
     row_id, log_id = _voice_action(session, workspace_id), _safety_log(session, workspace_id)
-    review_voice_action(session, workspace_id=workspace_id, voice_action_id=row_id, reviewer_id=reviewer,
-                        decision=VoiceActionStatus.REJECTED)
-    review_safety_log(session, workspace_id=workspace_id, safety_log_id=log_id, reviewer_id=reviewer,
-                      decision=SafetyReviewStatus.DISMISSED)
+    review_voice_action(
+        session,
+        workspace_id=workspace_id,
+        voice_action_id=row_id,
+        reviewer_id=reviewer,
+        decision=VoiceActionStatus.REJECTED,
+    )
+    review_safety_log(
+        session,
+        workspace_id=workspace_id,
+        safety_log_id=log_id,
+        reviewer_id=reviewer,
+        decision=SafetyReviewStatus.DISMISSED,
+    )
     session.commit()
     session.execute(delete(TeamMember).where(TeamMember.id == reviewer))
     session.commit()
@@ -213,8 +313,17 @@ def test_removing_a_reviewer_keeps_the_decision_and_its_time(make_workspace: Any
 def test_unexpected_errors_name_the_failure_without_the_text(session: Any) -> None:
     marker = uuid.uuid4().hex
     with pytest.raises(ContentFreeError) as caught, content_free_errors():
-        ActionDraft.model_validate({"type": "task", "title": "t", "description": marker * 100, "owner_speaker": None,
-                                    "due_phrase": None, "turn_index": 0, "confidence": 0.5})
+        ActionDraft.model_validate(
+            {
+                "type": "task",
+                "title": "t",
+                "description": marker * 100,
+                "owner_speaker": None,
+                "due_phrase": None,
+                "turn_index": 0,
+                "confidence": 0.5,
+            }
+        )
     assert marker not in str(caught.value) and "description: string_too_long" in str(caught.value)
 
     # PostgreSQL quotes the bad value in its message and SQLAlchemy adds the parameters: neither may leave.

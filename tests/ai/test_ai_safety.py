@@ -47,8 +47,11 @@ def test_spam_rules_are_weighted() -> None:
     assert spam_score("Thanks for the call today about pricing.", "Pricing")[0] < 3
     mismatch = spam_score("Here are the onboarding steps for your team.", "Quarterly invoice discrepancy")[1]
     assert "subject_body_mismatch" in mismatch
-    verdict = scan("ACT NOW!!! 100% FREE money, guaranteed. bit.ly/x" + COMPLIANT_FOOTER, SafetyChannel.EMAIL,
-                   ScanContext(subject="FREE MONEY INSIDE"))
+    verdict = scan(
+        "ACT NOW!!! 100% FREE money, guaranteed. bit.ly/x" + COMPLIANT_FOOTER,
+        SafetyChannel.EMAIL,
+        ScanContext(subject="FREE MONEY INSIDE"),
+    )
     assert verdict.blocked and any(f.finding_type == "spam" and f.severity.value == "high" for f in verdict.findings)
 
 
@@ -61,8 +64,9 @@ def test_can_spam_requires_opt_out_address_and_honest_subject_for_commercial_ema
         body, ScanContext(subject="Pricing", sender_postal_address="548 Market St")
     )
     assert "deceptive_subject" in _types(body + COMPLIANT_FOOTER, ScanContext(subject="Re: our call"))
-    assert "deceptive_subject" not in _types(body + COMPLIANT_FOOTER, ScanContext(subject="Re: our call",
-                                                                               in_reply_to="<msg-1@x>"))
+    assert "deceptive_subject" not in _types(
+        body + COMPLIANT_FOOTER, ScanContext(subject="Re: our call", in_reply_to="<msg-1@x>")
+    )
     assert "deceptive_subject" in _types(body + COMPLIANT_FOOTER, ScanContext(subject="Final notice: payment overdue"))
     # Not commercial email: CAN-SPAM does not apply.
     assert not _types(body, ScanContext(subject="Pricing"), channel=SafetyChannel.LINKEDIN)
@@ -70,8 +74,11 @@ def test_can_spam_requires_opt_out_address_and_honest_subject_for_commercial_ema
 
 
 def test_gdpr_special_categories_and_lawful_basis() -> None:
-    findings = scan("Sorry to hear about your diabetes diagnosis." + COMPLIANT_FOOTER, SafetyChannel.EMAIL,
-                    ScanContext(subject="diagnosis")).findings
+    findings = scan(
+        "Sorry to hear about your diabetes diagnosis." + COMPLIANT_FOOTER,
+        SafetyChannel.EMAIL,
+        ScanContext(subject="diagnosis"),
+    ).findings
     [special] = [f for f in findings if f.finding_type == "special_category_data"]
     assert special.detail["categories"] == ["health"] and special.action == SafetyAction.FLAG
     blocked = scan("Hello!" + COMPLIANT_FOOTER, SafetyChannel.EMAIL, ScanContext(subject="Hello", gdpr_applies=True))
@@ -81,8 +88,11 @@ def test_gdpr_special_categories_and_lawful_basis() -> None:
 
 
 def test_modify_returns_content_redacted() -> None:
-    verdict = scan("Pay with 4111 1111 1111 1111 you idiot, this is shit." + COMPLIANT_FOOTER, SafetyChannel.EMAIL,
-                   ScanContext(subject="Payment"))
+    verdict = scan(
+        "Pay with 4111 1111 1111 1111 you idiot, this is shit." + COMPLIANT_FOOTER,
+        SafetyChannel.EMAIL,
+        ScanContext(subject="Payment"),
+    )
     assert verdict.action == SafetyAction.MODIFY
     assert verdict.modified_content is not None
     assert "4111" not in verdict.modified_content and "[REDACTED CARD]" in verdict.modified_content
@@ -102,9 +112,13 @@ def test_scan_content_job_logs_one_row_per_finding_and_returns_the_verdict(make_
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.result["verdict"] == "modify" and job.result["allowed"] is True and job.result["blocked"] is False
     assert "[REDACTED CARD]" in job.result["modified_content"]
-    rows = session.execute(
-        select(AISafetyLog).where(AISafetyLog.workspace_id == workspace_id).order_by(AISafetyLog.ordinal)
-    ).scalars().all()
+    rows = (
+        session.execute(
+            select(AISafetyLog).where(AISafetyLog.workspace_id == workspace_id).order_by(AISafetyLog.ordinal)
+        )
+        .scalars()
+        .all()
+    )
     assert [(r.category.value, r.finding_type, r.severity.value, r.action.value) for r in rows] == [
         ("pii", "credit_card", "critical", "modify"),
         ("pii", "phone_number", "low", "allow"),
@@ -113,9 +127,14 @@ def test_scan_content_job_logs_one_row_per_finding_and_returns_the_verdict(make_
     assert all("4111" not in str(r.detail) for r in rows)
 
     # Re-running the same scan (same scan id) inserts nothing twice.
-    console.scan_content(session, workspace_id=workspace_id, scan_id=job.id, content="Card 4111 1111 1111 1111. "
-                         "Call (650) 253-0000." + COMPLIANT_FOOTER, channel=SafetyChannel.EMAIL,
-                         context=ScanContext(subject="Card details"))
+    console.scan_content(
+        session,
+        workspace_id=workspace_id,
+        scan_id=job.id,
+        content="Card 4111 1111 1111 1111. Call (650) 253-0000." + COMPLIANT_FOOTER,
+        channel=SafetyChannel.EMAIL,
+        context=ScanContext(subject="Card details"),
+    )
     session.commit()
     assert len(session.execute(select(AISafetyLog.id).where(AISafetyLog.workspace_id == workspace_id)).all()) == 2
 
@@ -123,8 +142,12 @@ def test_scan_content_job_logs_one_row_per_finding_and_returns_the_verdict(make_
 @pytest.mark.usefixtures("celery_worker")
 def test_blocked_message_and_bad_arguments(make_workspace: Any) -> None:
     workspace_id = make_workspace()
-    job = run_ai("ai.scan_content", workspace_id=workspace_id, content="Quick question about pricing?",
-                 context={"subject": "Re: pricing", "gdpr_applies": True})
+    job = run_ai(
+        "ai.scan_content",
+        workspace_id=workspace_id,
+        content="Quick question about pricing?",
+        context={"subject": "Re: pricing", "gdpr_applies": True},
+    )
     assert job.result["blocked"] is True and job.result["modified_content"] is None
     # Bad arguments are refused before anything is enqueued (the API answers 422 naming the field).
     with pytest.raises(ValidationError, match="channel"):
@@ -146,8 +169,18 @@ def test_safety_stats_rolls_up_by_day_type_and_severity_in_the_workspace_timezon
     session.execute(
         insert(AISafetyLog),
         [
-            {"workspace_id": workspace_id, "scan_id": scan_id, "ordinal": i, "channel": "email", "category": c,
-             "finding_type": t, "severity": s, "action": a, "content_hash": "0" * 64, "created_at": at}
+            {
+                "workspace_id": workspace_id,
+                "scan_id": scan_id,
+                "ordinal": i,
+                "channel": "email",
+                "category": c,
+                "finding_type": t,
+                "severity": s,
+                "action": a,
+                "content_hash": "0" * 64,
+                "created_at": at,
+            }
             for i, (at, c, t, s, a) in enumerate(rows)
         ],
     )
@@ -156,10 +189,22 @@ def test_safety_stats_rolls_up_by_day_type_and_severity_in_the_workspace_timezon
         stats = console.safety_stats(session, workspace_id=workspace_id, days=30)
     assert stats["total"] == 3 and stats["pending_review"] == 3
     assert stats["by_day"] == [
-        {"day": "2026-11-11", "category": "pii", "type": "credit_card", "severity": "critical", "action": "modify",
-         "count": 1},
-        {"day": "2026-11-12", "category": "pii", "type": "credit_card", "severity": "critical", "action": "modify",
-         "count": 1},
+        {
+            "day": "2026-11-11",
+            "category": "pii",
+            "type": "credit_card",
+            "severity": "critical",
+            "action": "modify",
+            "count": 1,
+        },
+        {
+            "day": "2026-11-12",
+            "category": "pii",
+            "type": "credit_card",
+            "severity": "critical",
+            "action": "modify",
+            "count": 1,
+        },
         {"day": "2026-11-12", "category": "spam", "type": "spam", "severity": "medium", "action": "flag", "count": 1},
     ]
     assert stats["totals"]["severity"] == {"critical": 2, "medium": 1}
@@ -178,9 +223,18 @@ def test_safety_stats_covers_whole_local_days_across_a_dst_change(make_workspace
     session.execute(
         insert(AISafetyLog),
         [
-            {"workspace_id": workspace_id, "scan_id": uuid.uuid4(), "ordinal": 0, "channel": "email",
-             "category": "spam", "finding_type": "spam", "severity": "medium", "action": "flag",
-             "content_hash": "0" * 64, "created_at": at}
+            {
+                "workspace_id": workspace_id,
+                "scan_id": uuid.uuid4(),
+                "ordinal": 0,
+                "channel": "email",
+                "category": "spam",
+                "finding_type": "spam",
+                "severity": "medium",
+                "action": "flag",
+                "content_hash": "0" * 64,
+                "created_at": at,
+            }
             for at in findings
         ],
     )
@@ -189,7 +243,9 @@ def test_safety_stats_covers_whole_local_days_across_a_dst_change(make_workspace
         stats = console.safety_stats(session, workspace_id=workspace_id, days=7)
     assert stats["since"] == "2026-10-30T07:00:00+00:00"
     assert [(row["day"], row["count"]) for row in stats["by_day"]] == [
-        ("2026-10-30", 1), ("2026-11-01", 1), ("2026-11-02", 1)
+        ("2026-10-30", 1),
+        ("2026-11-01", 1),
+        ("2026-11-02", 1),
     ]
     with freeze_time("2026-11-05T20:00:00Z"):
         today_only = console.safety_stats(session, workspace_id=workspace_id, days=1)
