@@ -1,8 +1,10 @@
-"""A bare Celery app with a no-op task: the baseline our job base is measured against (same broker, same pool)."""
+"""A bare Celery app with no-op tasks: the baselines our job base and API are measured against (same broker, same
+pool, same event settings)."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 from celery import Celery
@@ -20,6 +22,7 @@ bare.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
 )
+LATENCY_KEY = "bench:soak:bare-latency"
 _counter = redis.Redis.from_url(os.environ["REDIS_URL"])
 
 
@@ -27,3 +30,9 @@ _counter = redis.Redis.from_url(os.environ["REDIS_URL"])
 def noop(run: str) -> None:
     # The only work: tell the benchmark it ran (a bare task has no ledger to look at).
     _counter.incr(f"bench:bare:{run}")
+
+
+@bare.task(name="bare.soak_noop")
+def soak_noop(sent_at: float) -> None:
+    # The soak's baseline: record only the send-to-done latency.
+    _counter.rpush(LATENCY_KEY, time.time() - sent_at)

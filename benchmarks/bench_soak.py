@@ -248,12 +248,12 @@ def run_bare(redis_url: str, seconds: float, rate: float) -> tuple[float, float,
     """The same offered rate of send_task to the bare no-op task; returns (throughput, p50 ms, p99 ms)."""
     import redis
 
-    from benchmarks.bare_soak import LATENCY_KEY, bare
+    from benchmarks.bare_app import LATENCY_KEY, bare
 
     client = redis.Redis.from_url(redis_url)
     client.delete(LATENCY_KEY)
-    with WorkerProcess(queues=["bare-soak"], concurrency=2, name=f"soak-bare-{uuid.uuid4().hex[:6]}",
-                       app="benchmarks.bare_soak:bare"):  # fmt: skip
+    with WorkerProcess(queues=["bare"], concurrency=2, name=f"soak-bare-{uuid.uuid4().hex[:6]}",
+                       app="benchmarks.bare_app:bare"):  # fmt: skip
         interval = 1.0 / rate
         started = time.monotonic()
         n = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,64 +28,6 @@ def ledger_count(workspace_id: int) -> int:
 def queue_lengths(redis_url: str) -> dict[str, int]:
     client = redis.Redis.from_url(redis_url)
     return {q.value: int(client.llen(q.value)) for q in Queue}
-
-
-class RedisServer:
-    """A private redis-server on a free port: tests that stop, restart or FLUSHALL a broker use this one, never
-    the shared Redis."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="artisan-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-
-        def up() -> bool:
-            with contextlib.suppress(redis.ConnectionError):
-                return bool(client.ping())
-            return False
-
-        wait_until(up, 30, 0.05, f"redis-server on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class UvicornServer:

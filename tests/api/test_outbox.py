@@ -19,9 +19,9 @@ from celery import Celery
 from api.client import JobsClient
 from api.outbox import BrokerLayout, MessageEncoder, publish_pipelined
 from models.core import JobStatus
-from tests.api.helpers import RedisServer, UvicornServer, queue_lengths
+from tests.api.helpers import UvicornServer, queue_lengths
 from tests.support.jobs import job_row, wait_for_job
-from tests.support.services import WorkerProcess, wait_until
+from tests.support.services import RedisServer, WorkerProcess, wait_until
 from workers.ledger import Publishable
 
 GRACE_SECONDS = 1
@@ -31,7 +31,7 @@ GRACE_SECONDS = 1
 def broker(db_url: str) -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
-    server.cleanup()
+    server.close()
 
 
 @pytest.fixture(scope="module")

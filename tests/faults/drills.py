@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,12 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from sqlalchemy import select
 
 from models.core import Job, JobStatus
 from tests.support.env import ROOT
-from tests.support.services import WorkerProcess, free_port, wait_until
+from tests.support.services import WorkerProcess, wait_until
 from workers.db import session_scope
 from workers.ledger import Publishable, record_job
 
@@ -44,61 +40,6 @@ class FaultOutcome:
             f"{self.fault:<28} faults injected={self.injected:<3} jobs expected={self.expected:<4} "
             f"completed={self.completed:<4} duplicates={self.duplicates:<3} lost={self.lost}"
         )
-
-
-class RedisServer:
-    """A redis-server of the drill's own on a free port, without persistence: a restart empties it."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="artisan-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-
-        def answers() -> bool:
-            with contextlib.suppress(redis.RedisError):
-                return bool(client.ping())
-            return False
-
-        wait_until(answers, 30, 0.05, f"redis-server on port {self.port}")
-        client.close()
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class FastBeat:

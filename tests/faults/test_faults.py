@@ -23,7 +23,6 @@ from models.core import Job, JobStatus, Subscription, UsageEvent
 from tests.faults.drills import (
     FastBeat,
     FaultOutcome,
-    RedisServer,
     completions,
     ledger,
     outcome,
@@ -31,7 +30,7 @@ from tests.faults.drills import (
     record_jobs,
     wait_all_succeeded,
 )
-from tests.support.services import WorkerProcess, wait_until
+from tests.support.services import RedisServer, WorkerProcess, wait_until
 from tests.support.tcp_proxy import TcpProxy
 from workers.db import session_scope
 from workers.ledger import publish
